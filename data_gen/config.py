@@ -1,0 +1,232 @@
+"""Run configuration: one dataclass, loaded from YAML and overridden by command-line flags.
+
+Every field is both a YAML key and a ``--flag`` (underscores become dashes); its help text lives here once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported as one line before anything is spent."""
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    meta = {"help": help, **extra}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DistillConfig:
+    """Everything a distillation run needs. Secrets are never stored here: only the *name* of the key variable."""
+
+    # --- what to distil ---
+    task: str = _opt("finsight", "task name (a folder in data_gen/tasks/) or a path to a task folder")
+    input: str | None = _opt(None, "input file or directory (CSV, TSV, JSONL, JSON, Parquet, FPB .txt, datasets dir)")
+    input_format: str = _opt(
+        "auto",
+        "input format; auto picks by extension",
+        choices=["auto", "csv", "tsv", "jsonl", "json", "parquet", "hf", "fpb", "txt"],
+    )
+    text_column: str | None = _opt(None, "column holding the text (default: the task's input column)")
+    id_column: str | None = _opt(None, "column holding a stable row id (default: a hash of the text)")
+    label_column: str | None = _opt(None, "optional column with a gold label, compared with the teacher's answer")
+    label_map: dict[str, str] = _opt({}, "map raw gold labels to task labels, e.g. 0=negative,1=positive,2=neutral")
+    encoding: str = _opt("auto", "text encoding of the input; auto tries UTF-8, then falls back to Latin-1")
+    hf_split: str | None = _opt(None, "split to read when --input is a saved DatasetDict")
+    max_chars: int = _opt(20_000, "texts longer than this are rejected as text_too_long")
+    limit: int | None = _opt(None, "process only the first N input rows")
+
+    # --- the teacher ---
+    teacher: str = _opt(
+        "rules",
+        "rules (offline, deterministic baseline) or openai (any OpenAI-compatible API)",
+        choices=["rules", "openai"],
+    )
+    base_url: str | None = _opt(None, "base URL of the OpenAI-compatible API, e.g. https://api.deepseek.com/v1")
+    model: str | None = _opt(None, "teacher model name as the API knows it")
+    api_key_env: str | None = _opt(
+        "OPENAI_API_KEY",
+        "NAME of the environment variable holding the API key "
+        "(empty for keyless local servers); the key itself is never printed or stored",
+    )
+    concurrency: int = _opt(16, "requests in flight at once")
+    timeout: float = _opt(120.0, "seconds before one request times out (then it is retried)")
+    max_retries: int = _opt(6, "retries of one request on 408/409/429/5xx, timeouts and dropped connections")
+    max_reasks: int = _opt(2, "times an answer that fails validation is re-asked, with the error, before rejection")
+    temperature: float | None = _opt(None, "sampling temperature (default: the task's)")
+    max_tokens: int | None = _opt(None, "completion token limit (default: the task's)")
+    top_p: float | None = _opt(None, "nucleus sampling; omitted from the request when unset")
+    seed: int | None = _opt(None, "sampling seed sent to the API when set")
+    prices: str = _opt("data_gen/configs/prices.yaml", "price table (USD per million tokens) used for cost estimates")
+
+    # --- checks ---
+    require_gold_agreement: bool = _opt(False, "keep only examples whose answer agrees with the gold label")
+    dedup: bool = _opt(True, "drop exact and near-duplicate texts before asking the teacher")
+    near_dup_threshold: float = _opt(0.85, "estimated Jaccard similarity above which two texts are near-duplicates")
+
+    # --- outputs ---
+    out: str | None = _opt(None, "output directory")
+    name: str | None = _opt(None, "dataset name used in dataset_info.json (default: the task name)")
+    formats: list[str] = _opt(["sharegpt", "alpaca"], "training file formats to write", choices=["sharegpt", "alpaca"])
+    splits: dict[str, float] = _opt(
+        {"train": 0.8, "validation": 0.1, "test": 0.1}, "split fractions, assigned by a hash of the row id"
+    )
+    split_salt: str = _opt("fin-distill", "salt of the split hash; change it to draw different splits")
+    cache: bool = _opt(True, "reuse stored teacher responses (SQLite in the output directory)")
+    dry_run: bool = _opt(False, "count requests, tokens and cost, then stop without calling the teacher")
+    progress: bool = _opt(True, "show a progress bar")
+
+    def hash(self) -> str:
+        """A short hash of the settings that shape the data (not of cosmetic ones)."""
+        cosmetic = {"progress", "dry_run"}
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in cosmetic}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(DistillConfig)}
+_HINTS = typing.get_type_hints(DistillConfig)
+
+
+def _base_type(annotation: Any) -> Any:
+    """``str | None`` -> ``str``; ``list[str]`` -> ``list``; ``dict[str, float]`` -> ``dict``."""
+    hint = annotation
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint, typing.get_args(hint)
+
+
+def _parse_pairs(text: str, value_type: type) -> dict[str, Any]:
+    """``a=1,b=2`` -> {"a": 1, "b": 2}."""
+    out: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected key=value pairs separated by commas, got {item!r}")
+        out[key.strip()] = value_type(value.strip())
+    return out
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check and convert a YAML value to the field's type, with a one-line error naming the key."""
+    base, args = _base_type(_HINTS[name])
+    if value is None:
+        return None
+    try:
+        if base is list:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return [str(v).strip() for v in items if str(v).strip()]
+        if base is dict:
+            if isinstance(value, str):
+                return _parse_pairs(value, args[1] if args else str)
+            if not isinstance(value, dict):
+                raise TypeError("expected a mapping")
+            value_type = args[1] if args else str
+            return {str(k): value_type(v) for k, v in value.items()}
+        if base is bool:
+            if not isinstance(value, bool):
+                raise TypeError("expected true or false")
+            return value
+        return base(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config key {name!r}: {exc} (got {value!r})") from None
+
+
+def build_parser(description: str, epilog: str = "") -> argparse.ArgumentParser:
+    """An argparse parser with one flag per config field; every default is None so that YAML can fill in."""
+    parser = argparse.ArgumentParser(
+        description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", help="YAML file with any of the keys below; flags given here override it")
+    for f in dataclasses.fields(DistillConfig):
+        flag = "--" + f.name.replace("_", "-")
+        base, args = _base_type(_HINTS[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f"{f.metadata['help']} (default: {_show(default)})"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif base is list:
+            parser.add_argument(
+                flag, type=lambda s: [v.strip() for v in s.split(",") if v.strip()], metavar="A,B", **kwargs
+            )
+        elif base is dict:
+            value_type = args[1] if args else str
+            parser.add_argument(flag, type=lambda s, t=value_type: _parse_pairs(s, t), metavar="K=V,...", **kwargs)
+        else:
+            parser.add_argument(flag, type=base, choices=f.metadata.get("choices"), **kwargs)
+    return parser
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "none"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def load_config(args: argparse.Namespace) -> DistillConfig:
+    """Merge: dataclass defaults < YAML file (``--config``) < command-line flags."""
+    values: dict[str, Any] = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}".splitlines()[0]) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+        unknown = sorted(set(loaded) - set(FIELDS))
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(FIELDS)}")
+        values.update({k: _coerce(k, v) for k, v in loaded.items()})
+    values.update({k: v for k, v in vars(args).items() if k in FIELDS and v is not None})
+    config = DistillConfig(**values)
+    validate(config)
+    return config
+
+
+def validate(config: DistillConfig) -> None:
+    """Cross-field checks that argparse cannot express."""
+    if not config.input:
+        raise ConfigError("no input: pass --input FILE (or set `input:` in the --config file)")
+    if not config.out and not config.dry_run:
+        raise ConfigError("no output directory: pass --out DIR (or set `out:` in the --config file)")
+    if config.teacher == "openai" and not config.model:
+        raise ConfigError("--teacher openai needs --model (the model name the API serves)")
+    if config.teacher == "openai" and not config.base_url:
+        raise ConfigError("--teacher openai needs --base-url (e.g. https://api.openai.com/v1)")
+    unknown = [f for f in config.formats if f not in ("sharegpt", "alpaca")]
+    if unknown or not config.formats:
+        raise ConfigError(f"--formats: unknown format(s) {unknown}; choose from sharegpt, alpaca")
+    if not config.splits or any(v < 0 for v in config.splits.values()) or abs(sum(config.splits.values()) - 1) > 1e-6:
+        raise ConfigError(f"--splits must be non-negative fractions that sum to 1, got {_show(config.splits)}")
+    for name in ("concurrency", "max_chars"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("max_retries", "max_reasks"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more")
+    if config.limit is not None and config.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    if not 0 < config.near_dup_threshold <= 1:
+        raise ConfigError("--near-dup-threshold must be in (0, 1]")

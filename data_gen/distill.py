@@ -1,0 +1,60 @@
+"""Distil chain-of-thought + JSON training data from a teacher into validated ShareGPT / Alpaca files.
+
+    python -m data_gen.distill --input news.csv --text-column text --task finsight \\
+        --teacher openai --base-url https://api.deepseek.com/v1 --model deepseek-chat \\
+        --api-key-env DEEPSEEK_API_KEY --out datasets/finsight
+    python -m data_gen.distill --input questions.jsonl --task qa --teacher rules --out datasets/finqa
+    python -m data_gen.distill --config data_gen/configs/finsight.yaml     # flags override the file
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from data_gen.client import TeacherSetupError
+from data_gen.config import ConfigError, build_parser, load_config
+from data_gen.pipeline import distill, summary_lines
+
+EPILOG = """
+Every input row ends accepted or rejected with a reason (rejects.jsonl); manifest.json has the counts, token
+usage, cost and versions. Teacher responses are stored in <out>/cache.sqlite before they are used: rerunning the
+same command, or changing only the output formats or splits, sends no request again. Use --dry-run first to see
+how many requests, tokens and dollars a run needs.
+
+The default teacher, `rules`, is an offline rule-based baseline (no key, no network, no GPU); plug in a real
+teacher with --teacher openai --base-url URL --model NAME --api-key-env VAR.
+
+exit status: 0 done, 2 bad input or configuration, 3 teacher unreachable or refusing, 130 interrupted.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(__doc__ or "", EPILOG)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("openai").setLevel(logging.WARNING)
+    logging.getLogger("data_gen").setLevel(logging.INFO)
+    logging.getLogger().handlers[0].setLevel(logging.WARNING)  # the console gets warnings; the log file all
+    try:
+        config = load_config(args)
+        manifest = asyncio.run(distill(config, argv=["python", "-m", "data_gen.distill", *(argv or sys.argv[1:])]))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except TeacherSetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("interrupted: stored teacher responses are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+    if "dry_run" not in manifest:
+        for line in summary_lines(manifest, config.out or ""):
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

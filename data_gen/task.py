@@ -1,0 +1,298 @@
+"""A task: prompt files, a JSON Schema, a parser and a label set, defined once in ``data_gen/tasks/<name>/``.
+
+The same Task object builds the teacher's messages, parses and validates replies, writes the training target,
+and (in ``eval``) scores a student. Adding a task means adding a folder with a ``task.yaml``, prompt files
+and a schema; no code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from data_gen.config import ConfigError
+from data_gen.parsing import RowRejected, extract_json_object, fix_enum_case, schema_error, split_thinking
+
+TASKS_DIR = Path(__file__).parent / "tasks"
+_TASK_KEYS = {
+    "name",
+    "description",
+    "answer",
+    "schema",
+    "system_prompt",
+    "user_prompt",
+    "reask_prompt",
+    "examples",
+    "input_column",
+    "thinking",
+    "keep_thinking",
+    "thinking_tag",
+    "label_field",
+    "label_aliases",
+    "conclusion_pattern",
+    "refusal_pattern",
+    "temperature",
+    "max_tokens",
+    "expected_completion_tokens",
+}
+
+
+@dataclass
+class Parsed:
+    """A reply that parsed and validated: the reasoning, the answer object and the local repairs applied."""
+
+    thinking: str | None
+    answer: dict[str, Any]
+    repairs: list[str] = field(default_factory=list)
+    conclusion: str | None = None
+
+
+@dataclass
+class Task:
+    name: str
+    directory: Path
+    answer_kind: str
+    schema: dict[str, Any]
+    system_template: str
+    user_template: str
+    reask_template: str
+    examples: list[dict[str, Any]]
+    input_column: str
+    thinking: str
+    keep_thinking: bool
+    thinking_tag: str
+    label_field: str | None
+    label_aliases: dict[str, str]
+    conclusion_pattern: str | None
+    refusal_pattern: str | None
+    temperature: float
+    max_tokens: int
+    expected_completion_tokens: int
+    description: str = ""
+
+    # ---- definitions derived from the schema (the single source of names and values) ----
+    @cached_property
+    def validator(self) -> Draft202012Validator:
+        Draft202012Validator.check_schema(self.schema)
+        return Draft202012Validator(self.schema)
+
+    def enum(self, field_name: str) -> list[str]:
+        """Allowed values of a top-level answer field, resolving local ``$ref``s."""
+        node = self.schema.get("properties", {}).get(field_name)
+        while isinstance(node, dict) and "$ref" in node and "enum" not in node:
+            node = self._resolve_local(node["$ref"])
+        if not isinstance(node, dict) or "enum" not in node:
+            raise ConfigError(f"task {self.name}: schema field {field_name!r} has no enum")
+        return list(node["enum"])
+
+    def _resolve_local(self, ref: str) -> Any:
+        """Follow a local JSON pointer such as ``#/$defs/sentiment``."""
+        if not ref.startswith("#/"):
+            raise ConfigError(f"task {self.name}: only local $refs are supported, got {ref!r}")
+        node: Any = self.schema
+        for part in ref[2:].split("/"):
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        return node
+
+    @cached_property
+    def labels(self) -> list[str]:
+        """The label set that gold labels and metrics use (empty for tasks without a label field)."""
+        return self.enum(self.label_field) if self.label_field else []
+
+    @cached_property
+    def field_names(self) -> list[str]:
+        return list(self.schema.get("properties", {}))
+
+    @cached_property
+    def _conclusion_re(self) -> re.Pattern[str] | None:
+        if not self.conclusion_pattern or not self.labels:
+            return None
+        alternation = "|".join(re.escape(label) for label in self.labels)
+        return re.compile(Template(self.conclusion_pattern).substitute(labels=alternation), re.I)
+
+    @cached_property
+    def _refusal_re(self) -> re.Pattern[str] | None:
+        return re.compile(self.refusal_pattern, re.I) if self.refusal_pattern else None
+
+    # ---- prompts ----
+    @cached_property
+    def system_prompt(self) -> str:
+        enums = {}
+        for name in self.schema.get("properties", {}):
+            try:
+                enums[f"enum_{name}"] = ", ".join(self.enum(name))
+            except ConfigError:
+                continue
+        rendered_examples = "\n\n".join(
+            self.user_prompt(ex["text"]) + "\n" + self.render_target(ex.get("thinking"), ex["answer"], keep=True)
+            for ex in self.examples
+        )
+        schema_text = json.dumps(self.schema_for_prompt, ensure_ascii=False, indent=1)
+        return Template(self.system_template).substitute(schema=schema_text, examples=rendered_examples, **enums)
+
+    @cached_property
+    def schema_for_prompt(self) -> dict[str, Any]:
+        """The schema without bookkeeping keys that mean nothing to a model."""
+        return {k: v for k, v in self.schema.items() if k not in ("$schema", "$id")}
+
+    def user_prompt(self, text: str) -> str:
+        return Template(self.user_template).substitute(text=text)
+
+    def messages(self, text: str) -> list[dict[str, str]]:
+        """Chat messages for one input: the static system prompt first, the text last."""
+        return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": self.user_prompt(text)}]
+
+    def reask_messages(self, messages: list[dict[str, str]], reply: str, error: str) -> list[dict[str, str]]:
+        """The original two messages, the rejected reply and the error: bounded context, never the whole history."""
+        return [
+            *messages[:2],
+            {"role": "assistant", "content": reply},
+            {"role": "user", "content": Template(self.reask_template).substitute(error=error)},
+        ]
+
+    # ---- parsing and checks ----
+    def parse(self, text: str, reasoning: str | None = None) -> Parsed:
+        """Reply -> Parsed, or RowRejected with a reason code."""
+        if not text.strip() and not (reasoning or "").strip():
+            raise RowRejected("empty_response", "the reply is empty")
+        parts = split_thinking(text, reasoning, self.thinking_tag)
+        repairs = list(parts.repairs)
+        if self.thinking == "required" and not parts.thinking:
+            raise RowRejected("no_thinking", f"no <{self.thinking_tag}>...</{self.thinking_tag}> reasoning block")
+        if self.answer_kind == "json":
+            answer, json_repairs = extract_json_object(parts.rest)
+            repairs += json_repairs
+        else:
+            answer = {"answer": parts.rest.strip()}
+            if self._refusal_re and self._refusal_re.search(answer["answer"]):
+                raise RowRejected("declined", "the teacher declined to answer")
+        repairs += fix_enum_case(answer, self.validator)
+        error = schema_error(answer, self.validator)
+        if error:
+            raise RowRejected("schema_invalid", error)
+        answer = self._ordered(answer)
+        conclusion = self.conclusion(parts.thinking)
+        if conclusion is not None and self.label_field and conclusion != answer.get(self.label_field):
+            raise RowRejected(
+                "thinking_mismatch",
+                f"the thinking concludes {self.label_field} is {conclusion!r} but the JSON says "
+                f"{answer.get(self.label_field)!r}",
+            )
+        return Parsed(thinking=parts.thinking, answer=answer, repairs=repairs, conclusion=conclusion)
+
+    def conclusion(self, thinking: str | None) -> str | None:
+        """The label the reasoning concludes (its last statement of one), or None when it states none."""
+        if not thinking or self._conclusion_re is None:
+            return None
+        found = self._conclusion_re.findall(thinking)
+        if not found:
+            return None
+        last = found[-1].casefold()
+        return next(label for label in self.labels if label.casefold() == last)
+
+    def predicted_label(self, parsed: Parsed) -> str | None:
+        return parsed.answer.get(self.label_field) if self.label_field else None
+
+    def check_gold(self, parsed: Parsed, gold: str | None) -> None:
+        """Reject an answer whose label disagrees with the gold label (used with --require-gold-agreement)."""
+        predicted = self.predicted_label(parsed)
+        if gold is not None and predicted is not None and predicted != gold:
+            raise RowRejected("gold_disagreement", f"teacher said {predicted!r}, gold label is {gold!r}")
+
+    def normalize_label(self, raw: Any, label_map: dict[str, str]) -> str | None:
+        """Map a raw gold label to the task's label set; None when it has no counterpart."""
+        if raw is None or (isinstance(raw, float) and raw != raw):
+            return None
+        text = str(raw).strip()
+        text = label_map.get(text, text)
+        folded = text.casefold()
+        aliases = {k.casefold(): v for k, v in self.label_aliases.items()}
+        folded = aliases.get(folded, folded).casefold()
+        return next((label for label in self.labels if label.casefold() == folded), None)
+
+    # ---- training target ----
+    def target(self, parsed: Parsed) -> str:
+        """The assistant turn the student learns: ``<thinking>...</thinking>`` + canonical JSON, or the answer."""
+        return self.render_target(parsed.thinking, parsed.answer, keep=self.keep_thinking)
+
+    def render_target(self, thinking: str | None, answer: dict[str, Any], keep: bool) -> str:
+        body = json.dumps(self._ordered(answer), ensure_ascii=False) if self.answer_kind == "json" else answer["answer"]
+        if keep and thinking:
+            return f"<{self.thinking_tag}>\n{thinking}\n</{self.thinking_tag}>\n{body}"
+        return body
+
+    def _ordered(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """Keys in schema order, so every target has the same shape."""
+        order = {name: i for i, name in enumerate(self.field_names)}
+        return dict(sorted(answer.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def load_task(name_or_path: str) -> Task:
+    """Load ``data_gen/tasks/<name>/task.yaml`` (or a task folder path) and check it against its schema."""
+    directory = Path(name_or_path)
+    if not (directory / "task.yaml").is_file():
+        directory = TASKS_DIR / name_or_path
+    spec_path = directory / "task.yaml"
+    if not spec_path.is_file():
+        known = sorted(p.name for p in TASKS_DIR.iterdir() if (p / "task.yaml").is_file())
+        raise ConfigError(
+            f"unknown task {name_or_path!r}; known tasks: {', '.join(known)} (or a folder with task.yaml)"
+        )
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8")) or {}
+    unknown = sorted(set(spec) - _TASK_KEYS)
+    if unknown:
+        raise ConfigError(f"{spec_path}: unknown key(s) {', '.join(unknown)}")
+
+    def read(key: str, required: bool = True) -> str:
+        if key not in spec:
+            if required:
+                raise ConfigError(f"{spec_path}: missing key {key!r}")
+            return ""
+        return (directory / spec[key]).read_text(encoding="utf-8").strip()
+
+    examples = []
+    if spec.get("examples"):
+        for n, line in enumerate(read("examples").splitlines(), 1):
+            if line.strip():
+                examples.append(json.loads(line))
+                examples[-1]["_line"] = n
+    task = Task(
+        name=spec.get("name", directory.name),
+        directory=directory,
+        answer_kind=spec.get("answer", "json"),
+        schema=json.loads(read("schema")),
+        system_template=read("system_prompt"),
+        user_template=read("user_prompt"),
+        reask_template=read("reask_prompt"),
+        examples=examples,
+        input_column=spec.get("input_column", "text"),
+        thinking=spec.get("thinking", "optional"),
+        keep_thinking=bool(spec.get("keep_thinking", True)),
+        thinking_tag=spec.get("thinking_tag", "thinking"),
+        label_field=spec.get("label_field"),
+        label_aliases=dict(spec.get("label_aliases") or {}),
+        conclusion_pattern=spec.get("conclusion_pattern"),
+        refusal_pattern=spec.get("refusal_pattern"),
+        temperature=float(spec.get("temperature", 0.0)),
+        max_tokens=int(spec.get("max_tokens", 1024)),
+        expected_completion_tokens=int(spec.get("expected_completion_tokens", 256)),
+        description=spec.get("description", ""),
+    )
+    if task.answer_kind not in ("json", "text"):
+        raise ConfigError(f"{spec_path}: answer must be json or text, got {task.answer_kind!r}")
+    if task.thinking not in ("required", "optional", "none"):
+        raise ConfigError(f"{spec_path}: thinking must be required, optional or none")
+    for example in task.examples:  # the prompt's examples must obey the schema they teach
+        error = schema_error(example["answer"], task.validator)
+        if error:
+            raise ConfigError(f"{directory / spec['examples']} line {example['_line']}: {error}")
+    _ = task.system_prompt, task.labels  # render once: a bad placeholder fails here, not mid-run
+    return task
