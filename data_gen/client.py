@@ -175,6 +175,7 @@ class ChatClient:
     """Async OpenAI-compatible chat client with bounded concurrency and tenacity retries."""
 
     cacheable = True
+    reaskable = True
     kind = "openai"
 
     def __init__(

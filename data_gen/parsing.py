@@ -71,8 +71,9 @@ def split_thinking(text: str, reasoning: str | None = None, tag: str = "thinking
 def extract_json_object(text: str) -> tuple[dict[str, Any], list[str]]:
     """Find exactly one JSON object in ``text``; returns it with the list of repairs that were needed.
 
-    Strict parsing first; then a local repair (code fences, text around the object, trailing commas, single
-    quotes, unquoted words) by ``json_repair``. Raises RowRejected(no_json | invalid_json).
+    Strict parsing first; then the complete objects embedded in surrounding text or code fences; then a local
+    repair (trailing commas, single quotes, unquoted words) by ``json_repair``. Two different objects are
+    ambiguous and rejected. Raises RowRejected(no_json | invalid_json).
     """
     stripped = text.strip()
     if "{" not in stripped:
@@ -83,6 +84,11 @@ def extract_json_object(text: str) -> tuple[dict[str, Any], list[str]]:
             return value, []
     except json.JSONDecodeError:
         pass
+    embedded = _embedded_objects(stripped)
+    if embedded:
+        if any(obj != embedded[0] for obj in embedded[1:]):
+            raise RowRejected("invalid_json", f"{len(embedded)} different JSON objects in the answer, expected one")
+        return embedded[0], ["text_around_json"]
     try:
         value = json_repair.loads(stripped)
     except Exception as exc:  # json_repair raises plain exceptions on hopeless input
@@ -95,6 +101,30 @@ def extract_json_object(text: str) -> tuple[dict[str, Any], list[str]]:
     if not isinstance(value, dict) or not value:
         raise RowRejected("invalid_json", f"unparseable JSON: {_excerpt(stripped)}")
     return value, ["json_repair"]
+
+
+def _embedded_objects(text: str) -> list[dict[str, Any]]:
+    """Every complete, valid top-level JSON object inside ``text`` (prose or code fences around them)."""
+    decoder = json.JSONDecoder()
+    found: list[dict[str, Any]] = []
+    outside: list[str] = []
+    position = 0
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+            outside.append(text[position:start])
+            position = end
+        start = text.find("{", end)
+    outside.append(text[position:])
+    if any(ch in part for part in outside for ch in "{}"):
+        return []  # a broken object around or between them: not a clean extraction, leave it to the repair step
+    return found
 
 
 def fix_enum_case(instance: Any, validator: Any) -> list[str]:

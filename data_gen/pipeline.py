@@ -43,6 +43,7 @@ from data_gen.writers import (
 
 log = logging.getLogger("data_gen")
 CHARS_PER_TOKEN = 4.0  # rough English average, for estimates only (no tokenizer download needed)
+NOT_REASKED = {"declined"}  # a refusal is an answer: asking again with "your refusal failed validation" is waste
 PACKAGES = ("fin-distill", "openai", "tenacity", "jsonschema", "json-repair", "datasets", "pandas", "datasketch")
 
 
@@ -111,7 +112,7 @@ def prepare(config: DistillConfig) -> Prepared:
         dedup = Deduplicator(near=True, threshold=config.near_dup_threshold)
         kept = []
         for record in records:
-            duplicate = dedup.check(record.id, record.text)
+            duplicate = dedup.check(record.id, record.text, f"row {record.row} ({record.id})")
             if duplicate:
                 rejected.append(Rejected(record.row, duplicate[0], f"row {record.row}: {duplicate[2]}", record.id))
             else:
@@ -175,12 +176,14 @@ class Distiller:
         self.task = task
         self.teacher = teacher
         self.params = sampling_params(config, task)
+        # a deterministic teacher would give the same answer again: re-asking it only costs time
+        self.max_reasks = config.max_reasks if getattr(teacher, "reaskable", True) else 0
 
     async def ask(self, record: Record) -> Outcome:
         outcome = Outcome(record)
         base = self.task.messages(record.text)
         messages = base
-        for attempt in range(self.config.max_reasks + 1):
+        for attempt in range(self.max_reasks + 1):
             request = ChatRequest(self.teacher.model, messages, self.params, text=record.text)
             outcome.key = request_key(self.teacher.endpoint, request.body())
             try:
@@ -204,7 +207,7 @@ class Distiller:
                 outcome.parsed = self.task.parse(completion.text, completion.reasoning)
             except RowRejected as rejection:
                 outcome.reason, outcome.detail = rejection.reason, rejection.detail
-                if attempt < self.config.max_reasks:
+                if attempt < self.max_reasks and rejection.reason not in NOT_REASKED:
                     messages = self.task.reask_messages(base, completion.text, rejection.detail or rejection.reason)
                     continue
                 if outcome.asks > 1:

@@ -140,8 +140,8 @@ class Task:
 
     @cached_property
     def schema_for_prompt(self) -> dict[str, Any]:
-        """The schema without bookkeeping keys that mean nothing to a model."""
-        return {k: v for k, v in self.schema.items() if k not in ("$schema", "$id")}
+        """The schema without bookkeeping keys (and the note for maintainers) that mean nothing to a model."""
+        return {k: v for k, v in self.schema.items() if k not in ("$schema", "$id", "description")}
 
     def user_prompt(self, text: str) -> str:
         return Template(self.user_template).substitute(text=text)
@@ -174,10 +174,11 @@ class Task:
             answer = {"answer": parts.rest.strip()}
             if self._refusal_re and self._refusal_re.search(answer["answer"]):
                 raise RowRejected("declined", "the teacher declined to answer")
-        repairs += fix_enum_case(answer, self.validator)
-        error = schema_error(answer, self.validator)
-        if error:
-            raise RowRejected("schema_invalid", error)
+        if not self.validator.is_valid(answer):  # the common case skips the slower error search
+            repairs += fix_enum_case(answer, self.validator)
+            error = schema_error(answer, self.validator)
+            if error:
+                raise RowRejected("schema_invalid", error)
         answer = self._ordered(answer)
         conclusion = self.conclusion(parts.thinking)
         if conclusion is not None and self.label_field and conclusion != answer.get(self.label_field):

@@ -20,6 +20,8 @@ import yaml
 from jsonschema import Draft202012Validator
 
 SCHEMAS_DIR = Path(__file__).parent / "schemas"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 # ShareGPT role tags: LLaMA-Factory's defaults (human / gpt / system); Axolotl maps them with `roles:`.
 SHAREGPT_TAGS = {
     "role_tag": "from",
@@ -116,7 +118,8 @@ def record_validator(fmt: str) -> Draft202012Validator:
 def record_errors(fmt: str, record: dict[str, Any]) -> str | None:
     from data_gen.parsing import schema_error
 
-    return schema_error(record, record_validator(fmt))
+    validator = record_validator(fmt)
+    return None if validator.is_valid(record) else schema_error(record, validator)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -128,6 +131,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -19,6 +19,7 @@ class Teacher(Protocol):
     model: str
     endpoint: str
     cacheable: bool
+    reaskable: bool
 
     async def check(self) -> None: ...
 

@@ -188,7 +188,7 @@ class FinsightRules:
             numbers = self.change_from_numbers(low[d.end() : d.end() + 60])
             if numbers:
                 note += f" ({numbers})"
-            negator = self.negated(low, span[0])
+            negator = self.negated(low, span[0]) or self.negated(low, d.start())  # "not" before either word
             if negator:
                 polarity = -polarity
                 note += f", but it is negated by '{negator}'"
@@ -499,6 +499,7 @@ class RulesTeacher:
     kind = "rules"
     endpoint = "rules://local"
     cacheable = False  # free and instant: storing its replies would only cost time
+    reaskable = False  # deterministic: the same question gets the same answer
 
     def __init__(self, task: Task) -> None:
         self.task = task

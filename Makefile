@@ -1,0 +1,34 @@
+# Two commands for a fresh machine (each installs what it needs):
+#   make demo   distil the shipped samples offline with the rules teacher -> datasets/finsight, datasets/finqa
+#   make test   lint + the whole test suite, including the real LLaMA-Factory engine on a tiny local model
+PYTHON ?= python3
+CORE := .venv/bin/python
+
+.PHONY: demo test lint env env-core env-llamafactory tiny-model benchmark clean
+
+demo: env-core
+	$(CORE) -m data_gen.distill --config data_gen/configs/finsight.yaml
+	$(CORE) -m data_gen.distill --config data_gen/configs/qa.yaml
+
+test: env-core env-llamafactory lint
+	FIN_DISTILL_REQUIRE_ENGINES=1 $(CORE) -m pytest
+
+lint: env-core
+	$(CORE) -m ruff check .
+	$(CORE) -m ruff format --check .
+
+env: env-core env-llamafactory
+env-core:
+	PYTHON=$(PYTHON) sh scripts/setup_env.sh core
+env-llamafactory:
+	PYTHON=$(PYTHON) sh scripts/setup_env.sh llamafactory
+
+tiny-model: env-llamafactory
+	.venvs/llamafactory/bin/python scripts/build_tiny_model.py --arch qwen2 --out .cache/tiny-qwen2
+
+benchmark: env-core
+	$(CORE) -m benchmarks.rules_throughput
+	$(CORE) -m benchmarks.rules_accuracy
+
+clean:
+	rm -rf .cache datasets/finsight datasets/finqa .pytest_cache

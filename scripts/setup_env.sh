@@ -1,0 +1,48 @@
+#!/bin/sh
+# Create one isolated, pinned Python environment. Reruns are no-ops while the pins are unchanged.
+#   sh scripts/setup_env.sh core           -> .venv                 (data_gen, eval, tests; no training engine)
+#   sh scripts/setup_env.sh llamafactory   -> .venvs/llamafactory   (LLaMA-Factory and its own torch)
+# The engines cannot share one environment (their pins conflict), so each gets its own.
+set -eu
+cd "$(dirname "$0")/.."
+
+ENV_NAME="${1:-core}"
+PYTHON="${PYTHON:-python3}"
+UV_VERSION="0.13.9"
+
+case "$ENV_NAME" in
+  core)         DIR=".venv";                PINS="pyproject.toml" ;;
+  llamafactory) DIR=".venvs/llamafactory";  PINS="requirements/llamafactory.txt" ;;
+  *) echo "setup_env.sh: unknown environment '$ENV_NAME' (choose: core, llamafactory)" >&2; exit 2 ;;
+esac
+[ -f "$PINS" ] || { echo "setup_env.sh: pin file $PINS is missing" >&2; exit 2; }
+
+STAMP="$DIR/.fin-distill-pins"
+WANT="$(cat "$PINS" | cksum)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$DIR/bin/python" ]; then
+  echo "environment '$ENV_NAME' is up to date ($DIR)"
+  exit 0
+fi
+
+# uv installs in seconds what pip takes minutes for; bring our own pinned copy if there is none.
+if command -v uv >/dev/null 2>&1; then
+  UV="uv"
+else
+  if [ ! -x .venvs/tools/bin/uv ]; then
+    echo "installing uv $UV_VERSION into .venvs/tools"
+    "$PYTHON" -m venv .venvs/tools
+    .venvs/tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+  fi
+  UV=".venvs/tools/bin/uv"
+fi
+
+echo "creating environment '$ENV_NAME' in $DIR from $PINS"
+[ -x "$DIR/bin/python" ] || "$UV" venv --quiet --python "$PYTHON" "$DIR"
+# Python here may run with PYTHONDONTWRITEBYTECODE=1: compile once now, or every start recompiles everything.
+if [ "$ENV_NAME" = "core" ]; then
+  "$UV" pip install --quiet --compile-bytecode --python "$DIR/bin/python" -e ".[dev]"
+else
+  "$UV" pip install --quiet --compile-bytecode --python "$DIR/bin/python" -r "$PINS"
+fi
+echo "$WANT" > "$STAMP"
+echo "environment '$ENV_NAME' ready: $DIR"

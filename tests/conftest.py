@@ -1,0 +1,179 @@
+"""Shared fixtures: the repository paths, an in-process `distill` runner, the LLaMA-Factory environment,
+a tiny locally built model, and a real `llamafactory-cli api` server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "datasets" / "samples"
+LF_ENV = ROOT / ".venvs" / "llamafactory"
+LF_PYTHON = LF_ENV / "bin" / "python"
+LF_CLI = LF_ENV / "bin" / "llamafactory-cli"
+REQUIRE_ENGINES = os.environ.get("FIN_DISTILL_REQUIRE_ENGINES") == "1"
+# Offline, quiet engines: no hub, no telemetry, no version check.
+ENGINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "DISABLE_VERSION_CHECK": "1",
+    "DO_NOT_TRACK": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "CUDA_VISIBLE_DEVICES": "",
+    "WANDB_DISABLED": "true",
+}
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+    out_dir: Path
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.out_dir / "manifest.json").read_text())
+
+    def jsonl(self, name: str) -> list[dict[str, Any]]:
+        path = self.out_dir / name
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def distill(capsys: pytest.CaptureFixture[str], tmp_path: Path):
+    """Run `python -m data_gen.distill ARGS` in-process; `--out` defaults to a fresh temporary folder."""
+    from data_gen.distill import main
+
+    def run(*args: str, out: Path | None = None) -> Run:
+        out_dir = out or tmp_path / "out"
+        argv = [*args, "--no-progress"]
+        if "--out" not in args and "--dry-run" not in args:
+            argv += ["--out", str(out_dir)]
+        code = main(argv)
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err, out_dir)
+
+    return run
+
+
+def need_engine() -> None:
+    """Skip (or, under `make test`, fail) when the LLaMA-Factory environment is missing."""
+    if LF_CLI.exists():
+        return
+    message = "the LLaMA-Factory environment is missing: run `make env-llamafactory` (or `make test`)"
+    if REQUIRE_ENGINES:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def engine_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, **ENGINE_ENV, **extra}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2-architecture chat model, built locally (never downloaded)."""
+    need_engine()
+    out = tmp_path_factory.mktemp("models") / "tiny-qwen2"
+    subprocess.run(
+        [str(LF_PYTHON), str(ROOT / "scripts" / "build_tiny_model.py"), "--arch", "qwen2", "--out", str(out)],
+        check=True,
+        env=engine_env(),
+        capture_output=True,
+        timeout=300,
+    )
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process started in its own session, with everything it started."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@dataclass
+class Server:
+    base_url: str
+    api_key: str
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="module")
+def lf_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`llamafactory-cli api` serving the tiny model on 127.0.0.1 with an API key; stopped after the module."""
+    work = tmp_path_factory.mktemp("lf_api")
+    config = work / "api.yaml"
+    config.write_text(f"model_name_or_path: {tiny_model}\ntemplate: qwen\ninfer_backend: huggingface\n")
+    port = free_port()
+    api_key = "sk-test-" + os.urandom(8).hex()
+    log = work / "server.log"
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(
+            [str(LF_CLI), "api", str(config)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=engine_env(API_HOST="127.0.0.1", API_PORT=str(port), API_KEY=api_key),
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llamafactory-cli api exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                request = urllib.request.Request(base_url + "/models", headers={"Authorization": f"Bearer {api_key}"})
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("llamafactory-cli api did not become ready within 180 s")
+            time.sleep(0.5)
+        yield Server(base_url, api_key, log, proc)
+    finally:
+        stop_process(proc)
+
+
+def copy_samples(dest: Path, name: str) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(SAMPLES / name, dest / name))
+
+
+@pytest.fixture(autouse=True)
+def _no_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see a real key from the developer's shell."""
+    for name in ("OPENAI_API_KEY", "DEEPSEEK_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,174 @@
+"""A small scripted OpenAI-compatible HTTP server on 127.0.0.1, for faults a real server will not produce on
+demand: 429 with or without Retry-After, 500, slow answers, dropped connections, bad JSON, empty choices.
+
+The real-server tests use `llamafactory-cli api` (tests/test_engine_llamafactory.py); this one only scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """What the server does with one request."""
+
+    status: int = 200
+    content: str | None = None
+    reasoning: str | None = None
+    reasoning_field: str = "reasoning_content"
+    finish_reason: str = "stop"
+    usage: dict[str, Any] | None = field(default_factory=lambda: {"prompt_tokens": 100, "completion_tokens": 50})
+    cached_tokens: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    delay: float = 0.0
+    drop: bool = False  # close the connection without answering
+    raw: bytes | None = None  # send these bytes as the body instead of a completion
+    no_choices: bool = False
+
+
+def answer(content: str, **kwargs: Any) -> Reply:
+    return Reply(content=content, **kwargs)
+
+
+Script = Callable[[dict[str, Any], int], Reply]  # (request body, how many times this exact body was seen) -> Reply
+
+
+class FakeOpenAI:
+    """``with FakeOpenAI(script) as server: server.base_url``; records every request it receives."""
+
+    def __init__(self, script: Script, api_key: str | None = None) -> None:
+        self.script = script
+        self.api_key = api_key
+        self.requests: list[dict[str, Any]] = []
+        self.auth_headers: list[str | None] = []
+        self.seen: Counter[str] = Counter()
+        self.times: list[float] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                return
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _authorized(self) -> bool:
+                header = self.headers.get("Authorization")
+                with fake._lock:
+                    fake.auth_headers.append(header)
+                if fake.api_key and header != f"Bearer {fake.api_key}":
+                    self._send(401, json.dumps({"error": {"message": "Invalid API key"}}).encode())
+                    return False
+                return True
+
+            def do_GET(self) -> None:
+                if not self._authorized():
+                    return
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(
+                        200, json.dumps({"object": "list", "data": [{"id": "fake", "object": "model"}]}).encode()
+                    )
+                else:
+                    self._send(404, b'{"error": {"message": "not found"}}')
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if not self._authorized():
+                    return
+                key = json.dumps(body, sort_keys=True)
+                with fake._lock:
+                    fake.requests.append(body)
+                    fake.times.append(time.monotonic())
+                    fake.seen[key] += 1
+                    count = fake.seen[key]
+                reply = fake.script(body, count)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if reply.raw is not None:
+                    self._send(reply.status, reply.raw, reply.headers)
+                    return
+                if reply.status != 200:
+                    message = reply.error or f"scripted error {reply.status}"
+                    self._send(reply.status, json.dumps({"error": {"message": message}}).encode(), reply.headers)
+                    return
+                message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+                if reply.reasoning is not None:
+                    message[reply.reasoning_field] = reply.reasoning
+                usage = dict(reply.usage) if reply.usage is not None else None
+                if usage is not None:
+                    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+                    if reply.cached_tokens is not None:
+                        usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
+                completion = {
+                    "id": f"chatcmpl-{len(fake.requests)}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body.get("model", "fake"),
+                    "choices": []
+                    if reply.no_choices
+                    else [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+                    "usage": usage,
+                }
+                self._send(200, json.dumps(completion).encode(), reply.headers)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._server.request_queue_size = 128
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def finsight_reply(sentiment: str = "positive", risk: str = "Low", name: str = "Acme") -> str:
+    """A well-formed finsight answer."""
+    answer_json = {"entities": [{"name": name, "sentiment": sentiment}], "sentiment": sentiment, "risk_level": risk}
+    return (
+        f"<thinking>\nThe text is about {name}.\nConclusion: sentiment is {sentiment}; risk is {risk}.\n"
+        f"</thinking>\n{json.dumps(answer_json)}"
+    )
+
+
+def user_text(body: dict[str, Any]) -> str:
+    """The input text of a finsight request (the first user turn, minus the template's 'Text: ')."""
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    return user.removeprefix("Text: ")

@@ -1,0 +1,81 @@
+"""Configuration: YAML file, flags that override it, and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from data_gen.config import ConfigError, DistillConfig, build_parser, load_config
+
+
+def config_from(*argv: str) -> DistillConfig:
+    return load_config(build_parser("test").parse_args(list(argv)))
+
+
+def test_flags_override_the_yaml_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "input: a.csv\nout: o\nconcurrency: 4\nformats: [alpaca]\nlabel_map: {'0': negative}\n"
+        "require_gold_agreement: true\nsplits: {train: 0.5, test: 0.5}\n"
+    )
+    config = config_from("--config", str(path), "--concurrency", "8", "--no-require-gold-agreement")
+    assert config.input == "a.csv" and config.concurrency == 8 and config.formats == ["alpaca"]
+    assert config.label_map == {"0": "negative"} and config.require_gold_agreement is False
+    assert config.splits == {"train": 0.5, "test": 0.5}
+    flags = config_from(
+        "--input",
+        "b.csv",
+        "--out",
+        "o",
+        "--label-map",
+        "0=negative,1=positive",
+        "--splits",
+        "train=0.9,test=0.1",
+        "--formats",
+        "sharegpt",
+    )
+    assert flags.label_map == {"0": "negative", "1": "positive"} and flags.splits == {"train": 0.9, "test": 0.1}
+
+
+def test_the_config_hash_ignores_cosmetic_settings() -> None:
+    a = config_from("--input", "a.csv", "--out", "o")
+    b = config_from("--input", "a.csv", "--out", "o", "--no-progress")
+    c = config_from("--input", "a.csv", "--out", "o", "--temperature", "0.5")
+    assert a.hash() == b.hash() != c.hash()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "argv", "message"),
+    [
+        ("input: a.csv\nout: o\nconcurency: 3\n", [], "unknown key(s) concurency"),
+        ("input: a.csv\nout: o\nconcurrency: many\n", [], "config key 'concurrency'"),
+        ("input: a.csv\nout: o\ndedup: maybe\n", [], "expected true or false"),
+        ("- a\n- b\n", [], "expected a mapping"),
+        ("out: o\n", [], "no input"),
+        ("input: a.csv\n", [], "no output directory"),
+        ("input: a.csv\nout: o\nteacher: openai\nbase_url: http://x\n", [], "needs --model"),
+        ("input: a.csv\nout: o\nsplits: {train: 0.5, test: 0.6}\n", [], "sum to 1"),
+        ("input: a.csv\nout: o\n", ["--concurrency", "0"], "at least 1"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line(tmp_path: Path, yaml_text: str, argv: list[str], message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as caught:
+        config_from("--config", str(path), *argv)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_missing_config_file() -> None:
+    with pytest.raises(ConfigError, match=r"config file not found: nope\.yaml"):
+        config_from("--config", "nope.yaml")
+
+
+def test_help_lists_every_setting_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser("test").parse_args(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--api-key-env", "--max-reasks", "--require-gold-agreement", "--dry-run", "--label-map"):
+        assert flag in text
+    assert "(default: OPENAI_API_KEY)" in text

@@ -1,0 +1,78 @@
+"""Duplicates, deterministic splits, and classification metrics checked against scikit-learn."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from data_gen.dedup import Deduplicator
+from data_gen.metrics import classification_report
+from data_gen.splits import assign_split
+
+
+def test_exact_and_near_duplicates_keep_the_first() -> None:
+    dedup = Deduplicator(threshold=0.85)
+    base = (
+        "Both operating profit and net sales for the six-month period increased , respectively from EUR7 .5 m "
+        "and EUR655 .5 m , as compared to the corresponding period in 2005 ."
+    )
+    assert dedup.check("a", base, "row 1") is None
+    assert dedup.check("b", base.upper().replace(" ", "  ")) == (
+        "duplicate_text",
+        "a",
+        "same text as row 1 (ignoring case and spacing)",
+    )
+    near = dedup.check("c", base.replace("EUR7 .5", "EUR13 .8").replace("655 .5", "143 .6"))
+    assert near is not None and near[0] == "near_duplicate_text" and near[1] == "a" and "row 1" in near[2]
+    assert dedup.check("d", "Nokia will publish its interim report on 20 April .") is None
+
+
+def test_near_duplicate_detection_can_be_switched_off() -> None:
+    dedup = Deduplicator(near=False)
+    dedup.check("a", "Sales rose 10% to EUR 5 mn in the quarter, the company said.")
+    assert dedup.check("b", "Sales rose 10% to EUR 6 mn in the quarter, the company said.") is None
+
+
+def test_splits_are_deterministic_and_follow_the_fractions() -> None:
+    fractions = {"train": 0.8, "validation": 0.1, "test": 0.1}
+    ids = [f"row-{i}" for i in range(20_000)]
+    first = [assign_split(i, fractions) for i in ids]
+    assert first == [assign_split(i, fractions) for i in ids]
+    counts = Counter(first)
+    assert abs(counts["train"] / len(ids) - 0.8) < 0.01 and abs(counts["test"] / len(ids) - 0.1) < 0.01
+    assert [assign_split(i, fractions, salt="other") for i in ids] != first
+    assert assign_split("x", {"train": 1.0}) == "train"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_match_scikit_learn(seed: int) -> None:
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    labels = ["positive", "negative", "neutral"]
+    rng = random.Random(seed)
+    gold = [rng.choice(labels) for _ in range(200)]
+    predicted = [g if rng.random() < 0.6 else rng.choice(labels) for g in gold]
+    report = classification_report(gold, predicted, labels)
+    assert report["accuracy"] == pytest.approx(accuracy_score(gold, predicted))
+    assert report["macro_f1"] == pytest.approx(f1_score(gold, predicted, average="macro"))
+    assert report["weighted_f1"] == pytest.approx(f1_score(gold, predicted, average="weighted"))
+    p, r, f, _ = precision_recall_fscore_support(gold, predicted, labels=labels, zero_division=0)
+    for i, label in enumerate(labels):
+        assert report["per_class"][label]["precision"] == pytest.approx(p[i])
+        assert report["per_class"][label]["recall"] == pytest.approx(r[i])
+        assert report["per_class"][label]["f1"] == pytest.approx(f[i])
+    assert report["confusion"] == confusion_matrix(gold, predicted, labels=labels).tolist()
+
+
+def test_a_missing_prediction_is_wrong_and_never_a_class() -> None:
+    report = classification_report(["positive", "negative"], ["positive", None], ["positive", "negative", "neutral"])
+    assert report["accuracy"] == 0.5 and report["missing"] == 1
+    assert report["per_class"]["negative"]["recall"] == 0.0
+    assert sum(map(sum, report["confusion"])) == 1  # the missing answer is in no cell
+    # a class never predicted and one never in the gold set both count in macro-F1 only when present
+    single = classification_report(
+        ["neutral"] * 3, ["neutral", "neutral", "positive"], ["positive", "negative", "neutral"]
+    )
+    assert single["macro_f1"] == pytest.approx((0.0 + 0.8) / 2)
