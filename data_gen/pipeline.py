@@ -127,7 +127,8 @@ def _normalize_labels(records: list[Record], task: Task, label_map: dict[str, st
     for record in records:
         label = task.normalize_label(record.label, label_map)
         if label is None and record.label not in (None, ""):
-            unknown[str(record.label)] += 1
+            raw = str(record.label).strip()
+            unknown[f"{raw} -> {label_map[raw]}" if raw in label_map else raw] += 1
         out.append(Record(record.id, record.text, record.row, label))
     return out, unknown
 
@@ -299,7 +300,10 @@ async def distill(config: DistillConfig, argv: list[str] | None = None) -> dict[
     if price is None:
         log.warning("no price for model %r in %s: cost will be reported as unknown", teacher.model, config.prices)
     out = Path(config.out) if config.out else None
-    cache = ResponseCache(out / "cache.sqlite") if (out and config.cache and teacher.cacheable) else None
+    cache_path = out / "cache.sqlite" if (out and config.cache and teacher.cacheable) else None
+    if config.dry_run and cache_path is not None and not cache_path.exists():
+        cache_path = None  # a dry run creates nothing
+    cache = ResponseCache(cache_path) if cache_path is not None else None
     try:
         if config.dry_run:
             return _dry_run(prepared, config, teacher, price, cache)

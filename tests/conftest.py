@@ -62,7 +62,9 @@ def distill(capsys: pytest.CaptureFixture[str], tmp_path: Path):
     def run(*args: str, out: Path | None = None) -> Run:
         out_dir = out or tmp_path / "out"
         argv = [*args, "--no-progress"]
-        if "--out" not in args and "--dry-run" not in args:
+        if "--out" in args:
+            out_dir = Path(args[args.index("--out") + 1])
+        elif "--dry-run" not in args:
             argv += ["--out", str(out_dir)]
         code = main(argv)
         captured = capsys.readouterr()
