@@ -412,8 +412,16 @@ def _finish(
     repairs: Counter = Counter()
     for outcome in outcomes:
         record = outcome.record
-        if not outcome.accepted:
-            rejects.append({"id": record.id, "row": record.row, "reason": outcome.reason, "detail": outcome.detail})
+        if not outcome.accepted:  # the request key finds the raw reply in cache.sqlite
+            rejects.append(
+                {
+                    "id": record.id,
+                    "row": record.row,
+                    "reason": outcome.reason,
+                    "detail": outcome.detail,
+                    "request_key": outcome.key,
+                }
+            )
             continue
         assert outcome.parsed is not None and outcome.completion is not None
         example = _example(config, task, teacher, outcome)

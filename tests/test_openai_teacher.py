@@ -40,8 +40,25 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def teacher_args(server: FakeOpenAI, news: Path, *extra: str) -> list[str]:
-    return ["--input", str(news), "--task", "finsight", "--teacher", "openai", "--base-url", server.base_url,
-            "--model", "deepseek-chat", "--api-key-env", KEY_NAME, "--timeout", "2", "--max-retries", "3", *extra]
+    return [
+        "--input",
+        str(news),
+        "--task",
+        "finsight",
+        "--teacher",
+        "openai",
+        "--base-url",
+        server.base_url,
+        "--model",
+        "deepseek-chat",
+        "--api-key-env",
+        KEY_NAME,
+        "--timeout",
+        "2",
+        "--max-retries",
+        "3",
+        *extra,
+    ]
 
 
 def good(body: dict, _count: int) -> Reply:
@@ -54,8 +71,12 @@ def test_valid_answers_are_accepted_with_usage_cost_and_provenance(distill, news
     assert run.code == 0, run.err
     manifest = run.manifest
     assert manifest["counts"]["accepted"] == 6 and manifest["requests"]["sent"] == 6
-    assert manifest["usage"] == {"prompt_tokens": 600, "completion_tokens": 300, "cached_prompt_tokens": 384,
-                                 "total_tokens": 900}
+    assert manifest["usage"] == {
+        "prompt_tokens": 600,
+        "completion_tokens": 300,
+        "cached_prompt_tokens": 384,
+        "total_tokens": 900,
+    }
     # deepseek-chat in the shipped price table: 216 uncached + 384 cached input tokens, 300 output tokens
     expected = (216 * 0.27 + 384 * 0.07 + 300 * 1.10) / 1e6
     assert manifest["cost_usd"] == pytest.approx(expected)
@@ -64,8 +85,11 @@ def test_valid_answers_are_accepted_with_usage_cost_and_provenance(distill, news
     assert sent["model"] == "deepseek-chat" and sent["max_tokens"] == 1024 and sent["temperature"] == 0.2
     assert sent["messages"][0]["role"] == "system" and user_text(sent) in TEXTS
     provenance = run.jsonl("examples.jsonl")[0]["provenance"]
-    assert provenance["endpoint"] == server.base_url and provenance["attempts"] == 1 and len(
-        provenance["request_key"]) == 64
+    assert (
+        provenance["endpoint"] == server.base_url
+        and provenance["attempts"] == 1
+        and len(provenance["request_key"]) == 64
+    )
 
 
 def test_rerun_and_format_changes_send_nothing_but_a_new_prompt_does(distill, news: Path, tmp_path: Path) -> None:
@@ -74,8 +98,9 @@ def test_rerun_and_format_changes_send_nothing_but_a_new_prompt_does(distill, ne
         first = distill(*teacher_args(server, news), out=out).manifest
         assert len(server.requests) == 6
         again = distill(*teacher_args(server, news), out=out).manifest
-        reformatted = distill(*teacher_args(server, news, "--formats", "alpaca", "--splits", "train=0.5,test=0.5"),
-                              out=out)
+        reformatted = distill(
+            *teacher_args(server, news, "--formats", "alpaca", "--splits", "train=0.5,test=0.5"), out=out
+        )
         assert len(server.requests) == 6  # zero teacher calls for the same requests
         assert again["requests"] == {**again["requests"], "sent": 0, "answered_from_cache": 6}
         assert reformatted.code == 0 and reformatted.manifest["counts"]["accepted"] == 6
@@ -92,8 +117,11 @@ def test_reasoning_in_a_separate_field_becomes_the_thinking(distill, news: Path,
     body = {"entities": [], "sentiment": "neutral", "risk_level": "Low"}
 
     def script(_body: dict, _count: int) -> Reply:
-        return answer(json.dumps(body), reasoning="Nothing changed.\nConclusion: sentiment is neutral; risk is Low.",
-                      reasoning_field=field)
+        return answer(
+            json.dumps(body),
+            reasoning="Nothing changed.\nConclusion: sentiment is neutral; risk is Low.",
+            reasoning_field=field,
+        )
 
     with FakeOpenAI(script) as server:
         run = distill(*teacher_args(server, news))
@@ -201,8 +229,20 @@ def test_wrong_key_stops_before_spending(distill, news: Path) -> None:
 
 def test_unreachable_base_url_names_the_url(distill, news: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
-    run = distill("--input", str(news), "--teacher", "openai", "--base-url", url, "--model", "m",
-                  "--api-key-env", KEY_NAME, "--timeout", "2")
+    run = distill(
+        "--input",
+        str(news),
+        "--teacher",
+        "openai",
+        "--base-url",
+        url,
+        "--model",
+        "m",
+        "--api-key-env",
+        KEY_NAME,
+        "--timeout",
+        "2",
+    )
     assert run.code == 3
     assert f"cannot reach {url}" in run.err and len(run.err.strip().splitlines()) == 1
 

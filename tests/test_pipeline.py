@@ -32,8 +32,9 @@ def test_offline_finsight_run_writes_everything(distill) -> None:
     assert counts["accepted_by_split"]["train"] > counts["accepted_by_split"]["test"] > 0
 
     info = json.loads((run.out_dir / "dataset_info.json").read_text())
-    assert set(info) == {f"finsight_{fmt}_{split}" for fmt in ("sharegpt", "alpaca")
-                         for split in ("train", "validation", "test")}
+    assert set(info) == {
+        f"finsight_{fmt}_{split}" for fmt in ("sharegpt", "alpaca") for split in ("train", "validation", "test")
+    }
     assert info["finsight_sharegpt_train"]["formatting"] == "sharegpt"
     assert info["finsight_sharegpt_train"]["tags"]["user_tag"] == "human"
     assert info["finsight_alpaca_test"]["columns"]["response"] == "output"
@@ -74,7 +75,10 @@ def test_changing_only_the_formats_keeps_the_same_examples(distill, tmp_path: Pa
     assert not (alpaca.out_dir / "sharegpt_train.jsonl").exists()
     assert (alpaca.out_dir / "alpaca_train.jsonl").read_text() == (both.out_dir / "alpaca_train.jsonl").read_text()
     assert set(json.loads((alpaca.out_dir / "dataset_info.json").read_text())) == {
-        "finsight_alpaca_train", "finsight_alpaca_validation", "finsight_alpaca_test"}
+        "finsight_alpaca_train",
+        "finsight_alpaca_validation",
+        "finsight_alpaca_test",
+    }
 
 
 def test_qa_task_from_the_design_card(distill) -> None:
@@ -101,8 +105,18 @@ def test_require_gold_agreement_rejects_disagreements(distill) -> None:
 
 def test_config_file_with_flag_overrides(distill, tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"task": "finsight", "input": NEWS, "id_column": "id", "teacher": "rules",
-                                      "formats": ["sharegpt"], "out": str(tmp_path / "from_yaml")}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "finsight",
+                "input": NEWS,
+                "id_column": "id",
+                "teacher": "rules",
+                "formats": ["sharegpt"],
+                "out": str(tmp_path / "from_yaml"),
+            }
+        )
+    )
     run = distill("--config", str(config), "--limit", "40", "--out", str(tmp_path / "flag_out"))
     assert run.code == 0, run.err
     assert run.manifest["counts"]["input"] == 40
@@ -113,16 +127,34 @@ def test_config_file_with_flag_overrides(distill, tmp_path: Path) -> None:
 def test_shipped_configs_are_valid(distill) -> None:
     for name in ("finsight", "qa", "fpb", "tfns"):
         path = ROOT / "data_gen" / "configs" / f"{name}.yaml"
-        run = distill("--config", str(path), "--dry-run", *(["--input", NEWS] if name in ("fpb", "tfns") else []),
-                      *(["--input-format", "csv", "--text-column", "text"] if name == "fpb" else []))
+        run = distill(
+            "--config",
+            str(path),
+            "--dry-run",
+            *(["--input", NEWS] if name in ("fpb", "tfns") else []),
+            *(["--input-format", "csv", "--text-column", "text"] if name == "fpb" else []),
+        )
         assert run.code == 0, run.err
         assert "nothing was sent" in run.out
 
 
 def test_dry_run_prints_requests_tokens_and_cost_and_writes_nothing(distill, tmp_path: Path) -> None:
     out = tmp_path / "dry"
-    run = distill("--input", NEWS, "--teacher", "openai", "--base-url", "https://api.deepseek.com/v1",
-                  "--model", "deepseek-chat", "--api-key-env", "DEEPSEEK_API_KEY", "--dry-run", "--out", str(out))
+    run = distill(
+        "--input",
+        NEWS,
+        "--teacher",
+        "openai",
+        "--base-url",
+        "https://api.deepseek.com/v1",
+        "--model",
+        "deepseek-chat",
+        "--api-key-env",
+        "DEEPSEEK_API_KEY",
+        "--dry-run",
+        "--out",
+        str(out),
+    )
     assert run.code == 0, run.err
     assert "requests to send         300 (0 already cached)" in run.out
     assert "prompt tokens (est.)" in run.out and "$" in run.out and "nothing was sent" in run.out
@@ -134,11 +166,26 @@ def test_dry_run_prints_requests_tokens_and_cost_and_writes_nothing(distill, tmp
     [
         (["--input", "missing.csv"], "error: input not found: missing.csv"),
         (["--input", NEWS, "--text-column", "body"], "no text column 'body'; the columns are: id, text, label"),
-        (["--input", NEWS, "--label-column", "label", "--label-map", "positive=up"],
-         "unknown gold label value(s) 'positive -> up' (105 rows)"),
+        (
+            ["--input", NEWS, "--label-column", "label", "--label-map", "positive=up"],
+            "unknown gold label value(s) 'positive -> up' (105 rows)",
+        ),
         (["--input", NEWS, "--task", "sentiment"], "unknown task 'sentiment'"),
-        (["--input", NEWS, "--teacher", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
-          "--api-key-env", "MY_TEACHER_KEY"], "the API key variable MY_TEACHER_KEY is not set"),
+        (
+            [
+                "--input",
+                NEWS,
+                "--teacher",
+                "openai",
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+                "--model",
+                "m",
+                "--api-key-env",
+                "MY_TEACHER_KEY",
+            ],
+            "the API key variable MY_TEACHER_KEY is not set",
+        ),
         (["--input", QUESTIONS, "--task", "qa", "--label-column", "id"], "task qa has no label field"),
     ],
 )
@@ -151,16 +198,24 @@ def test_bad_input_is_one_clear_line_before_any_spending(distill, args: list[str
 
 
 def test_bad_rows_are_accounted_for(distill, tmp_path: Path) -> None:
-    rows = [{"text": "Acme Corp's net sales rose 12% to EUR 40 mn."}, {"text": ""},
-            {"text": "Acme Corp's net sales rose 12% to EUR 40 mn."}, {"text": "x " * 30_000}]
+    rows = [
+        {"text": "Acme Corp's net sales rose 12% to EUR 40 mn."},
+        {"text": ""},
+        {"text": "Acme Corp's net sales rose 12% to EUR 40 mn."},
+        {"text": "x " * 30_000},
+    ]
     path = tmp_path / "rows.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"text": broken\n')
     run = distill("--input", str(path))
     assert run.code == 0, run.err
     counts = run.manifest["counts"]
     assert counts == {**counts, "input": 5, "accepted": 1, "rejected": 4}
-    assert counts["rejected_by_reason"] == {"empty_text": 1, "duplicate_text": 1, "text_too_long": 1,
-                                            "malformed_input": 1}
+    assert counts["rejected_by_reason"] == {
+        "empty_text": 1,
+        "duplicate_text": 1,
+        "text_too_long": 1,
+        "malformed_input": 1,
+    }
     rejects = run.jsonl("rejects.jsonl")
     assert [r["row"] for r in rejects] == [2, 3, 4, 5]
     assert all(r["detail"] for r in rejects)
