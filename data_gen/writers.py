@@ -20,6 +20,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 SCHEMAS_DIR = Path(__file__).parent / "schemas"
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 # ShareGPT role tags: LLaMA-Factory's defaults (human / gpt / system); Axolotl maps them with `roles:`.
@@ -138,8 +139,13 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def jsonl_line(row: dict[str, Any]) -> str:
+    """One JSON line; characters that some readers take for line breaks (U+2028, U+2029, U+0085) are escaped."""
+    return json.dumps(row, ensure_ascii=False).translate(_LINE_BREAKS)
+
+
 def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+    lines = [jsonl_line(row) for row in rows]
     atomic_write_text(path, "".join(line + "\n" for line in lines))
     return len(lines)
 

@@ -51,7 +51,7 @@ class Run:
 
     def jsonl(self, name: str) -> list[dict[str, Any]]:
         path = self.out_dir / name
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        return [json.loads(line) for line in path.read_text().split("\n") if line] if path.exists() else []
 
 
 @pytest.fixture

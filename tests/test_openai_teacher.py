@@ -108,6 +108,8 @@ def test_rerun_and_format_changes_send_nothing_but_a_new_prompt_does(distill, ne
         assert len(server.requests) == 12 and changed.manifest["requests"]["sent"] == 6
         dry = distill(*teacher_args(server, news, "--dry-run", "--out", str(out)))
         assert "requests to send         0 (6 already cached)" in dry.out
+        uncached = distill(*teacher_args(server, news, "--no-cache"), out=out)
+        assert len(server.requests) == 18 and uncached.manifest["requests"]["sent"] == 6
     assert first["dataset_usage"] == again["dataset_usage"]
     assert again["cost_usd"] == 0.0 and again["dataset_cost_usd"] == first["cost_usd"] > 0
 
