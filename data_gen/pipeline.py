@@ -7,7 +7,6 @@ checked to add up before it is written.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import platform
 import shlex
@@ -28,7 +27,7 @@ from data_gen.dedup import Deduplicator
 from data_gen.metrics import classification_report
 from data_gen.parsing import RowRejected
 from data_gen.pricing import Price, load_price
-from data_gen.sources import InputError, Record, Rejected, read_source
+from data_gen.sources import InputError, Record, Rejected, SourceReport, read_source
 from data_gen.splits import assign_split
 from data_gen.task import Parsed, Task, load_task
 from data_gen.teachers import Teacher, make_teacher
@@ -74,7 +73,7 @@ class Prepared:
     task: Task
     records: list[Record]
     rejected: list[Rejected]
-    source: Any
+    source: SourceReport
     text_column: str
 
 
@@ -574,9 +573,8 @@ def summary_lines(manifest: dict[str, Any], out: str) -> list[str]:
             f"agreement with gold labels: accuracy {gold['accuracy']:.3f}, macro-F1 {gold['macro_f1']:.3f} "
             f"on {gold['n']:,} rows"
         )
-    lines.append(f"wrote {out}/ (dataset_info.json, {', '.join(manifest['files'])}, rejects.jsonl, manifest.json)")
+    lines.append(
+        f"wrote {out}/: {len(manifest['files'])} training files, dataset_info.json (LLaMA-Factory), "
+        "axolotl_*.yaml, examples.jsonl, rejects.jsonl, manifest.json"
+    )
     return lines
-
-
-def jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -165,17 +163,8 @@ def lf_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         stop_process(proc)
 
 
-def copy_samples(dest: Path, name: str) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    return Path(shutil.copy(SAMPLES / name, dest / name))
-
-
 @pytest.fixture(autouse=True)
 def _no_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a real key from the developer's shell."""
     for name in ("OPENAI_API_KEY", "DEEPSEEK_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-
-
-def python() -> str:
-    return sys.executable

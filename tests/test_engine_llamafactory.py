@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -133,6 +134,14 @@ def test_llamafactory_trains_on_our_files(tiny_model: Path, distilled: dict[str,
     assert any("eval_loss" in entry for entry in state["log_history"])
 
 
+def teacher_args(server, news: Path, extra: str = "") -> list[str]:
+    """Flags for the `openai` teacher pointed at the LLaMA-Factory server (key in $LF_TEST_KEY)."""
+    return shlex.split(
+        f"--input {news} --task finsight --teacher openai --base-url {server.base_url} --model tiny "
+        f"--api-key-env LF_TEST_KEY --timeout 120 --concurrency 4 {extra}"
+    )
+
+
 def test_real_openai_compatible_server_garbage_is_rejected_with_reasons(
     lf_server, distill, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,32 +149,8 @@ def test_real_openai_compatible_server_garbage_is_rejected_with_reasons(
     news = tmp_path / "news.csv"
     rows = (SAMPLES / "news.csv").read_text().splitlines()[:9]  # header + 8 rows
     news.write_text("\n".join(rows) + "\n")
-    args = [
-        "--input",
-        str(news),
-        "--task",
-        "finsight",
-        "--id-column",
-        "id",
-        "--teacher",
-        "openai",
-        "--base-url",
-        lf_server.base_url,
-        "--model",
-        "tiny",
-        "--api-key-env",
-        "LF_TEST_KEY",
-        "--max-tokens",
-        "300",
-        "--temperature",
-        "1.0",
-        "--max-reasks",
-        "1",
-        "--timeout",
-        "120",
-        "--concurrency",
-        "4",
-    ]
+    # temperature 1 so that some replies end early (no thinking) and others run out of tokens (truncated)
+    args = teacher_args(lf_server, news, "--id-column id --max-tokens 300 --temperature 1.0 --max-reasks 1")
     run = distill(*args)
     assert run.code == 0, run.err
     counts = run.manifest["counts"]
@@ -211,16 +196,5 @@ def test_real_openai_compatible_server_garbage_is_rejected_with_reasons(
 
 def test_real_server_rejects_a_wrong_key_before_any_row(lf_server, distill, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LF_TEST_KEY", "sk-wrong")
-    run = distill(
-        "--input",
-        str(SAMPLES / "news.csv"),
-        "--teacher",
-        "openai",
-        "--base-url",
-        lf_server.base_url,
-        "--model",
-        "tiny",
-        "--api-key-env",
-        "LF_TEST_KEY",
-    )
+    run = distill(*teacher_args(lf_server, SAMPLES / "news.csv"))
     assert run.code == 3 and "rejected the API key" in run.err

@@ -16,7 +16,6 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -521,7 +520,3 @@ class RulesTeacher:
 
     async def close(self) -> None:
         return None
-
-    @cached_property
-    def description(self) -> str:
-        return f"rules teacher {self.model} (offline, deterministic)"
