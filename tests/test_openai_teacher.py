@@ -260,3 +260,19 @@ def test_the_api_key_never_reaches_a_file_or_a_log(distill, news: Path, caplog: 
     assert len(texts) > 10
     assert not any(SECRET in text for text in texts)  # ... and written nowhere
     assert KEY_NAME in json.dumps(run.manifest["config"])  # only its name is recorded
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_errors_every_row_would_repeat_stop_the_run(distill, news: Path, status: int, tmp_path: Path) -> None:
+    def script(body: dict, count: int) -> Reply:
+        if "Zeta Foods" in user_text(body):  # the last row: the others were answered and stored first
+            return Reply(status=status, error="model not found" if status == 404 else "no access")
+        return answer(finsight_reply())
+
+    out = tmp_path / "stopped"
+    with FakeOpenAI(script) as server:
+        run = distill(*teacher_args(server, news, "--concurrency", "1"), out=out)
+        assert run.code == 3 and f"HTTP {status}" in run.err and len(run.err.strip().splitlines()) == 1
+        assert len(server.requests) == 6
+        resumed = distill(*teacher_args(server, news, "--concurrency", "1", "--limit", "5"), out=out)
+    assert resumed.code == 0 and resumed.manifest["requests"]["sent"] == 0  # nothing paid for was lost
