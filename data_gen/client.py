@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import hashlib
-import json
+import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 from tenacity.wait import wait_base
 
+from data_gen.chat import ChatRequest, Completion, completion_from_response, normalize_endpoint, request_key
+from data_gen.limits import AdaptiveConcurrency, Governor
+
 RETRY_STATUS = frozenset({408, 409, 429})
 FATAL_STATUS = frozenset({401, 403, 404})  # wrong key, no access, unknown model: every row would fail the same way
 MAX_RETRY_AFTER_S = 300.0
+RESERVE_CHARS_PER_TOKEN = 3.0  # prompt-token estimate for reservations: on the safe side of ~4 chars/token
 
 
 class TeacherSetupError(RuntimeError):
@@ -33,76 +34,9 @@ class EmptyChoicesError(RuntimeError):
     """A 200 response without any choice: a server fault, retried like a 5xx."""
 
 
-@dataclass(frozen=True)
-class ChatRequest:
-    """The exact request body (minus the key); ``text`` is the input row, for teachers that are not models."""
-
-    model: str
-    messages: list[dict[str, str]]
-    params: dict[str, Any]
-    text: str | None = field(default=None, compare=False)
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "messages": self.messages,
-            **{k: v for k, v in self.params.items() if v is not None},
-        }
-
-
-def request_key(endpoint: str, body: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of (endpoint, exact body): any change to what is sent is a new key."""
-    canonical = json.dumps(
-        {"endpoint": endpoint, "body": body}, sort_keys=True, ensure_ascii=False, separators=(",", ":")
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def normalize_endpoint(base_url: str) -> str:
-    """``HTTPS://Api.Example.com/v1/`` -> ``https://api.example.com/v1`` (so equivalent URLs share a cache)."""
-    parts = urlsplit(base_url.strip())
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_prompt_tokens: int = 0
-
-    def add(self, other: Usage) -> None:
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.cached_prompt_tokens += other.cached_prompt_tokens
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass
-class Completion:
-    """What came back: the reply, any separate reasoning, why it stopped, and what it cost."""
-
-    text: str
-    reasoning: str | None = None
-    finish_reason: str | None = None
-    usage: Usage = field(default_factory=Usage)
-    model: str | None = None
-    attempts: int = 1
-    latency_s: float = 0.0
-    from_cache: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("from_cache")
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], from_cache: bool = False) -> Completion:
-        values = dict(data)
-        values["usage"] = Usage(**values.get("usage") or {})
-        return cls(**values, from_cache=from_cache)
+def prompt_estimate(request: ChatRequest) -> int:
+    """An upper-side estimate of a request's prompt tokens, without a tokenizer (reservations, rate windows)."""
+    return math.ceil(request.prompt_chars() / RESERVE_CHARS_PER_TOKEN) + 8 * len(request.messages)
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:
@@ -172,7 +106,8 @@ def describe_error(exc: BaseException) -> str:
 
 
 class ChatClient:
-    """Async OpenAI-compatible chat client with bounded concurrency and tenacity retries."""
+    """Async OpenAI-compatible chat client: every attempt goes through the governor (concurrency, rate limits,
+    budget), transient faults are retried by tenacity."""
 
     cacheable = True
     reaskable = True
@@ -187,6 +122,7 @@ class ChatClient:
         timeout: float = 120.0,
         max_retries: int = 6,
         backoff_max: float = 60.0,
+        governor: Governor | None = None,
     ) -> None:
         self.base_url = base_url
         self.endpoint = normalize_endpoint(base_url)
@@ -195,7 +131,7 @@ class ChatClient:
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff_max = backoff_max
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self.governor = governor or Governor(AdaptiveConcurrency(concurrency, adaptive=False))
         self._client: Any = None
 
     def __repr__(self) -> str:  # never show the key
@@ -233,48 +169,31 @@ class ChatClient:
             if exc.status_code >= 500:
                 raise TeacherSetupError(f"{self.endpoint} is failing: {describe_error(exc)}") from None
 
-    async def complete(self, request: ChatRequest) -> Completion:
-        """One chat completion, retried on transient faults. Non-retryable errors propagate."""
+    async def complete(self, request: ChatRequest, refresh: bool = False) -> Completion:
+        """One chat completion, retried on transient faults (``refresh`` is for caches in front of it).
+        Non-retryable errors propagate; BudgetExhausted is raised before an attempt the budget cannot cover."""
         attempts = 0
         start = time.perf_counter()
+        body = request.body()
+        key = request_key(self.endpoint, body)
+        estimate = prompt_estimate(request)
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_retryable),
             stop=stop_after_attempt(self.max_retries + 1),
             wait=wait_retry_after(wait_random_exponential(multiplier=0.5, max=self.backoff_max)),
             reraise=True,
         )
-        async with self._semaphore:
-            async for attempt in retrying:
-                with attempt:
+        async for attempt in retrying:
+            with attempt:
+                async with self.governor.slot(estimate, request.max_tokens, key) as slot:
                     attempts += 1
-                    response = await self.client.chat.completions.create(**request.body())
+                    sent = time.perf_counter()
+                    response = await self.client.chat.completions.create(**body)
                     if not response.choices:
                         raise EmptyChoicesError("the response has no choices")
-        return self._completion(response, attempts, time.perf_counter() - start)
-
-    @staticmethod
-    def _completion(response: Any, attempts: int, latency: float) -> Completion:
-        choice = response.choices[0]
-        message = choice.message
-        extra = getattr(message, "model_extra", None) or {}
-        reasoning = getattr(message, "reasoning", None) or extra.get("reasoning") or extra.get("reasoning_content")
-        usage = Usage()
-        if response.usage is not None:
-            u = response.usage
-            details = getattr(u, "prompt_tokens_details", None)
-            cached = getattr(details, "cached_tokens", None) if details else None
-            if cached is None:  # DeepSeek reports its context cache this way
-                cached = (getattr(u, "model_extra", None) or {}).get("prompt_cache_hit_tokens")
-            usage = Usage(int(u.prompt_tokens or 0), int(u.completion_tokens or 0), int(cached or 0))
-        return Completion(
-            text=message.content or "",
-            reasoning=reasoning if isinstance(reasoning, str) else None,
-            finish_reason=choice.finish_reason,
-            usage=usage,
-            model=response.model,
-            attempts=attempts,
-            latency_s=round(latency, 4),
-        )
+                    completion = completion_from_response(response, attempts, time.perf_counter() - start)
+                    slot.done(completion.usage, time.perf_counter() - sent)
+        return completion
 
     async def close(self) -> None:
         if self._client is not None:

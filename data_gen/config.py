@@ -63,15 +63,31 @@ class DistillConfig:
         "NAME of the environment variable holding the API key "
         "(empty for keyless local servers); the key itself is never printed or stored",
     )
-    concurrency: int = _opt(16, "requests in flight at once")
+    concurrency: int = _opt(16, "requests in flight at most (adaptive concurrency moves below it)")
+    adaptive_concurrency: bool = _opt(
+        True,
+        "halve the requests in flight on 429 / 5xx / timeouts / rising latency, add one back per window of successes",
+    )
+    rpm: float | None = _opt(None, "requests per minute, never exceeded in any rolling minute (all attempts count)")
+    tpm: float | None = _opt(None, "tokens per minute (prompt estimate + completion limit, corrected by usage)")
     timeout: float = _opt(120.0, "seconds before one request times out (then it is retried)")
     max_retries: int = _opt(6, "retries of one request on 408/409/429/5xx, timeouts and dropped connections")
     max_reasks: int = _opt(2, "times an answer that fails validation is re-asked, with the error, before rejection")
     temperature: float | None = _opt(None, "sampling temperature (default: the task's)")
-    max_tokens: int | None = _opt(None, "completion token limit (default: the task's)")
+    max_completion_tokens: int | None = _opt(
+        None,
+        "completion token limit per request, sent as max_tokens (default: the task's); a reply cut by it is "
+        "asked once more with twice the limit, then rejected as truncated",
+    )
     top_p: float | None = _opt(None, "nucleus sampling; omitted from the request when unset")
     seed: int | None = _opt(None, "sampling seed sent to the API when set")
     prices: str = _opt("data_gen/configs/prices.yaml", "price table (USD per million tokens) used for cost estimates")
+    max_cost: float | None = _opt(
+        None,
+        "budget in USD over every call this output directory has made (retries and re-asks included); the run "
+        "stops before a request that could exceed it, and a later run with a higher cap resumes",
+    )
+    max_tokens: int | None = _opt(None, "budget in tokens (prompt + completion), counted like --max-cost")
 
     # --- checks ---
     require_gold_agreement: bool = _opt(False, "keep only examples whose answer agrees with the gold label")
@@ -87,12 +103,21 @@ class DistillConfig:
     )
     split_salt: str = _opt("fin-distill", "salt of the split hash; change it to draw different splits")
     cache: bool = _opt(True, "reuse stored teacher responses (SQLite in the output directory)")
+    refresh_rejected: bool = _opt(
+        False, "ask again, ignoring stored replies, for rows whose stored replies were rejected"
+    )
+    batch_write: bool = _opt(
+        False,
+        "write requests that have no stored answer as OpenAI Batch input files in <out>/batch/ instead of "
+        "sending them (submit them to the Batch API or to `vllm run-batch`)",
+    )
+    batch_ingest: list[str] = _opt([], "batch output files (OpenAI Batch API or vllm run-batch) to store, then stop")
     dry_run: bool = _opt(False, "count requests, tokens and cost, then stop without calling the teacher")
     progress: bool = _opt(True, "show a progress bar")
 
     def hash(self) -> str:
         """A short hash of the settings that shape the data (not of cosmetic ones)."""
-        cosmetic = {"progress", "dry_run"}
+        cosmetic = {"progress", "dry_run", "batch_write", "batch_ingest", "max_cost", "max_tokens", "refresh_rejected"}
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in cosmetic}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -207,7 +232,7 @@ def load_config(args: argparse.Namespace) -> DistillConfig:
 
 def validate(config: DistillConfig) -> None:
     """Cross-field checks that argparse cannot express."""
-    if not config.input:
+    if not config.input and not config.batch_ingest:
         raise ConfigError("no input: pass --input FILE (or set `input:` in the --config file)")
     if not config.out and not config.dry_run:
         raise ConfigError("no output directory: pass --out DIR (or set `out:` in the --config file)")
@@ -220,6 +245,12 @@ def validate(config: DistillConfig) -> None:
         raise ConfigError(f"--formats: unknown format(s) {unknown}; choose from sharegpt, alpaca")
     if not config.splits or any(v < 0 for v in config.splits.values()) or abs(sum(config.splits.values()) - 1) > 1e-6:
         raise ConfigError(f"--splits must be non-negative fractions that sum to 1, got {_show(config.splits)}")
+    for name in ("rpm", "tpm", "max_cost", "max_tokens", "max_completion_tokens"):
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+    if (config.batch_write or config.batch_ingest) and (config.teacher != "openai" or not config.cache):
+        raise ConfigError("batch mode needs --teacher openai and the cache (it stores answers by request key)")
     for name in ("concurrency", "max_chars"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")

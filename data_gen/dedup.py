@@ -1,18 +1,28 @@
-"""Exact and near-duplicate detection over texts, in input order (the first occurrence is kept).
+"""Exact and near-duplicate detection over texts, in input order (the first occurrence is kept), on disk.
 
-Exact: the same text after case-folding and whitespace collapsing. Near: MinHash over character 5-grams with an
-LSH index (``datasketch``), confirmed by the estimated Jaccard similarity. Used before any teacher call, so
-duplicates cost nothing.
+Exact: the same text after case-folding and whitespace collapsing. Near: MinHash signatures of character 5-grams
+(``datasketch``), banded into an LSH index whose bands and signatures live in SQLite, so memory does not grow
+with the input; every candidate is confirmed by its estimated Jaccard similarity. Used before any teacher call,
+so duplicates cost nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 from typing import Any
+
+import numpy as np
 
 _PUNCT = re.compile(r"[^\w\s]")
 SCHEME = "affine32"  # datasketch's default permutation scheme since 2.0
+TABLES = """
+CREATE TABLE IF NOT EXISTS dedup_exact (digest BLOB PRIMARY KEY, rid TEXT, place TEXT);
+CREATE TABLE IF NOT EXISTS dedup_sig (rid TEXT PRIMARY KEY, place TEXT, sig BLOB);
+CREATE TABLE IF NOT EXISTS dedup_band (band INTEGER, bucket BLOB, rid TEXT);
+CREATE INDEX IF NOT EXISTS dedup_band_lookup ON dedup_band (band, bucket);
+"""
 
 
 def normalize(text: str) -> str:
@@ -29,44 +39,64 @@ def shingles(text: str, k: int = 5) -> set[bytes]:
 
 class Deduplicator:
     """``check(id, text, where)`` returns ``(reason, kept_id, detail)`` for a duplicate, else registers the text;
-    ``where`` ("row 12") names the kept row in the detail."""
+    ``where`` ("row 12") names the kept row in the detail. State lives in ``db`` (in memory by default)."""
 
-    def __init__(self, near: bool = True, threshold: float = 0.85, num_perm: int = 128) -> None:
+    def __init__(
+        self, near: bool = True, threshold: float = 0.85, num_perm: int = 128, db: sqlite3.Connection | None = None
+    ) -> None:
+        from datasketch import MinHash, MinHashLSH
+
         self.near = near
         self.threshold = threshold
         self.num_perm = num_perm
-        self._exact: dict[str, str] = {}
-        self._hashes: dict[str, Any] = {}
-        self._where: dict[str, str] = {}
-        self._permutations: Any = None
-        self._lsh: Any = None
+        self.db = db or sqlite3.connect(":memory:")
+        self.db.executescript(TABLES)
+        # datasketch picks the bands x rows that suit the threshold; favour recall (candidates are confirmed)
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
+        self.bands, self.rows = lsh.b, lsh.r
+        self._permutations = MinHash(num_perm=num_perm, seed=1, scheme=SCHEME).permutations  # drawn once
+        self._minhash_class = MinHash
 
     def _minhash(self, text: str) -> Any:
-        from datasketch import MinHash
-
-        if self._permutations is None:  # drawing them is the slow part of a MinHash: do it once
-            self._permutations = MinHash(num_perm=self.num_perm, seed=1, scheme=SCHEME).permutations
-        m = MinHash(num_perm=self.num_perm, seed=1, permutations=self._permutations, scheme=SCHEME)
+        m = self._minhash_class(num_perm=self.num_perm, seed=1, permutations=self._permutations, scheme=SCHEME)
         m.update_batch(list(shingles(text)))
         return m
 
-    def check(self, rid: str, text: str, where: str | None = None) -> tuple[str, str, str] | None:
-        digest = hashlib.sha1(normalize(text).encode()).hexdigest()
-        if digest in self._exact:
-            kept = self._exact[digest]
-            return "duplicate_text", kept, f"same text as {self._where[kept]} (ignoring case and spacing)"
-        if self.near:
-            if self._lsh is None:
-                from datasketch import MinHashLSH
+    def _buckets(self, m: Any) -> list[bytes]:
+        values = m.hashvalues
+        return [
+            hashlib.blake2b(values[b * self.rows : (b + 1) * self.rows].tobytes(), digest_size=8).digest()
+            for b in range(self.bands)
+        ]
 
-                # favour recall: every candidate is confirmed by its estimated Jaccard similarity below
-                self._lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm, weights=(0.1, 0.9))
+    def check(self, rid: str, text: str, where: str | None = None) -> tuple[str, str, str] | None:
+        place = where or rid
+        digest = hashlib.sha1(normalize(text).encode()).digest()
+        found = self.db.execute("SELECT rid, place FROM dedup_exact WHERE digest = ?", (digest,)).fetchone()
+        if found:
+            return "duplicate_text", found[0], f"same text as {found[1]} (ignoring case and spacing)"
+        if self.near:
             m = self._minhash(text)
-            best = max(((self._hashes[c].jaccard(m), c) for c in self._lsh.query(m)), default=None)
-            if best is not None and best[0] >= self.threshold:
-                return "near_duplicate_text", best[1], f"~{best[0]:.2f} similar to {self._where[best[1]]}"
-            self._lsh.insert(rid, m)
-            self._hashes[rid] = m
-        self._exact[digest] = rid
-        self._where[rid] = where or rid
+            buckets = self._buckets(m)
+            candidates = {
+                c
+                for band, bucket in enumerate(buckets)
+                for (c,) in self.db.execute("SELECT rid FROM dedup_band WHERE band = ? AND bucket = ?", (band, bucket))
+            }
+            best: tuple[float, str, str] | None = None
+            for candidate in sorted(candidates):
+                kept_place, sig = self.db.execute(
+                    "SELECT place, sig FROM dedup_sig WHERE rid = ?", (candidate,)
+                ).fetchone()
+                other = np.frombuffer(sig, dtype=m.hashvalues.dtype)
+                similarity = float(np.count_nonzero(other == m.hashvalues)) / self.num_perm  # MinHash Jaccard
+                if similarity >= self.threshold and (best is None or similarity > best[0]):
+                    best = (similarity, candidate, kept_place)
+            if best is not None:
+                return "near_duplicate_text", best[1], f"~{best[0]:.2f} similar to {best[2]}"
+            self.db.execute("INSERT INTO dedup_sig VALUES (?, ?, ?)", (rid, place, m.hashvalues.tobytes()))
+            self.db.executemany(
+                "INSERT INTO dedup_band VALUES (?, ?, ?)", [(b, bucket, rid) for b, bucket in enumerate(buckets)]
+            )
+        self.db.execute("INSERT INTO dedup_exact VALUES (?, ?, ?)", (digest, rid, place))
         return None

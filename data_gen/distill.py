@@ -15,7 +15,8 @@ import sys
 
 from data_gen.client import TeacherSetupError
 from data_gen.config import ConfigError, build_parser, load_config
-from data_gen.pipeline import distill, summary_lines
+from data_gen.pipeline import BudgetStop, distill
+from data_gen.report import summary_lines
 
 EPILOG = """
 Every input row ends accepted or rejected with a reason (rejects.jsonl); manifest.json has the counts, token
@@ -26,7 +27,13 @@ how many requests, tokens and dollars a run needs.
 The default teacher, `rules`, is an offline rule-based baseline (no key, no network, no GPU); plug in a real
 teacher with --teacher openai --base-url URL --model NAME --api-key-env VAR.
 
-exit status: 0 done, 2 bad input or configuration, 3 teacher unreachable or refusing, 130 interrupted.
+Long runs: --rpm / --tpm cap the request and token rates (never exceeded in any rolling minute); adaptive
+concurrency backs off on 429 / 5xx / rising latency; --max-cost USD and --max-tokens N stop the run cleanly before a
+request that could exceed them (rerun with a higher cap to resume); --batch-write / --batch-ingest go through the
+OpenAI Batch API or `vllm run-batch` at batch prices. Each output directory also gets README.md, a dataset card.
+
+exit status: 0 done, 2 bad input or configuration, 3 teacher unreachable or refusing, 4 stopped by the budget
+(outputs written, rerun with a higher cap to resume), 130 interrupted.
 """
 
 
@@ -47,10 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     except TeacherSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except BudgetStop as stop:
+        for line in summary_lines(stop.manifest, config.out or ""):
+            print(line)
+        print(
+            f"stopped by the budget: {stop}; rows not asked are rejected as budget_exhausted. "
+            "Rerun the same command with a higher cap to resume: nothing already paid for is asked again.",
+            file=sys.stderr,
+        )
+        return 4
     except KeyboardInterrupt:
         print("interrupted: stored teacher responses are kept; rerun the same command to resume", file=sys.stderr)
         return 130
-    if "dry_run" not in manifest:
+    if "counts" in manifest:
         for line in summary_lines(manifest, config.out or ""):
             print(line)
     return 0

@@ -1,11 +1,12 @@
 """Classification metrics in plain Python (accuracy, per-class and macro / weighted F1, confusion matrix).
 
-Small on purpose: importing scikit-learn costs seconds per run. ``tests/test_metrics.py`` checks these numbers
-against scikit-learn on random cases. A missing prediction (None) counts as wrong and never as a class.
+Small on purpose: importing scikit-learn costs seconds per run. ``tests/test_dedup_splits_metrics.py`` checks
+these numbers against scikit-learn on random cases. A missing prediction (None) counts as wrong and never as a class.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,20 +17,27 @@ def classification_report(
     """Accuracy, macro-F1, weighted F1, per-class precision / recall / F1 / support, confusion matrix, missing."""
     if len(gold) != len(predicted):
         raise ValueError("gold and predicted differ in length")
+    return report_from_pairs(Counter(zip(gold, predicted, strict=True)), labels)
+
+
+def report_from_pairs(pairs: Counter, labels: Sequence[str]) -> dict[str, Any]:
+    """The same report from counts of (gold, predicted) pairs: what a streaming run accumulates."""
     index = {label: i for i, label in enumerate(labels)}
     matrix = [[0] * len(labels) for _ in labels]  # rows: gold, columns: predicted
     missing = 0
-    for g, p in zip(gold, predicted, strict=True):
+    support_of: Counter = Counter()
+    for (g, p), count in pairs.items():
+        support_of[g] += count
         if p is None or p not in index:
-            missing += 1
+            missing += count
             continue
-        matrix[index[g]][index[p]] += 1
-    n = len(gold)
+        matrix[index[g]][index[p]] += count
+    n = sum(pairs.values())
     per_class: dict[str, dict[str, float]] = {}
     for label, i in index.items():
         tp = matrix[i][i]
         predicted_i = sum(row[i] for row in matrix)
-        support = sum(1 for g in gold if g == label)
+        support = support_of[label]
         precision = tp / predicted_i if predicted_i else 0.0
         recall = tp / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0

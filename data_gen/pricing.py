@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from data_gen.client import Usage
+from data_gen.chat import Usage
 from data_gen.config import ConfigError
 
 
@@ -16,6 +16,12 @@ class Price:
     input: float
     output: float
     cached_input: float | None = None
+    batch_discount: float = 0.5  # share of the price that batch files are billed at
+
+    def batch(self) -> Price:
+        """The price of requests sent as batch files."""
+        cached = self.cached_input * self.batch_discount if self.cached_input is not None else None
+        return Price(self.input * self.batch_discount, self.output * self.batch_discount, cached, 1.0)
 
     def cost(self, usage: Usage) -> float:
         cached = min(usage.cached_prompt_tokens, usage.prompt_tokens)
@@ -44,6 +50,7 @@ def load_price(path: str | Path, model: str | None, teacher: str) -> Price | Non
             float(entry["input"]),
             float(entry["output"]),
             float(entry["cached_input"]) if entry.get("cached_input") is not None else None,
+            float(entry.get("batch_discount", table.get("batch_discount", 0.5))),
         )
     except (KeyError, TypeError, ValueError):
         raise ConfigError(f"{table_path}: model {model!r} needs numeric input and output prices") from None

@@ -1,5 +1,7 @@
-"""Input files -> Records. Every row ends as a Record or a rejection with a reason; whole-file problems raise
-InputError with one line that names the file (and the row, column or byte) before anything is spent.
+"""Input files -> Records, streamed: memory stays flat however large the input is.
+
+Every row ends as a Record or a rejection with a reason; whole-file problems raise InputError with one line that
+names the file (and the row, column or byte) before anything is spent.
 
 Formats: CSV, TSV, JSONL, JSON, Parquet, a directory written by ``datasets.save_to_disk``, Financial PhraseBank
 ``sentence@label`` text files, and plain text with one item per line.
@@ -7,6 +9,7 @@ Formats: CSV, TSV, JSONL, JSON, Parquet, a directory written by ``datasets.save_
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 from collections.abc import Iterator
@@ -28,6 +31,8 @@ FORMAT_BY_SUFFIX = {
     ".txt": "txt",
 }
 FPB_LABELS = ("positive", "negative", "neutral")
+CHUNK_ROWS = 10_000  # rows per chunk read from tabular files
+SCAN_BYTES = 1 << 20  # bytes per chunk when checking an encoding
 
 
 class InputError(ConfigError):
@@ -59,15 +64,15 @@ class Rejected:
 
 @dataclass
 class SourceReport:
-    """What was read: records, per-row rejections, and facts for the manifest."""
+    """What was read: facts for the manifest (filled while streaming), and, from ``read_source``, the rows."""
 
-    records: list[Record] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
     format: str = ""
     encoding: str | None = None
     columns: list[str] = field(default_factory=list)
     rows: int = 0
     notes: list[str] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 def text_id(text: str) -> str:
@@ -75,9 +80,15 @@ def text_id(text: str) -> str:
     return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()[:16]
 
 
+def duplicate(row: int, rid: str, first_row: int, by_id: bool) -> Rejected:
+    """The rejection of a row whose id (given, or the hash of its text) was already seen at ``first_row``."""
+    what = "id" if by_id else "text"
+    return Rejected(row, f"duplicate_{what}", f"row {row}: same {what} as row {first_row} ({rid})", rid)
+
+
 def detect_format(path: Path) -> str:
-    """Pick the format from the path: a directory is a saved ``datasets`` dataset; files go by extension;
-    a ``.txt`` file whose lines end in ``@positive|@negative|@neutral`` is Financial PhraseBank."""
+    """A directory is a saved ``datasets`` dataset; files go by extension; a ``.txt`` file whose lines end in
+    ``@positive|@negative|@neutral`` is Financial PhraseBank."""
     if path.is_dir():
         if any((path / name).exists() for name in ("dataset_info.json", "dataset_dict.json", "state.json")):
             return "hf"
@@ -92,214 +103,208 @@ def detect_format(path: Path) -> str:
     if fmt == "txt":
         with path.open("rb") as handle:
             head = [line.strip() for _, line in zip(range(50), handle, strict=False) if line.strip()]
-        if head and sum(line.rsplit(b"@", 1)[-1].decode("latin-1").lower() in FPB_LABELS for line in head) >= 0.8 * len(
-            head
-        ):
+        labelled = sum(line.rsplit(b"@", 1)[-1].decode("latin-1").lower() in FPB_LABELS for line in head)
+        if head and labelled >= 0.8 * len(head):
             return "fpb"
     return fmt
 
 
-def decode(data: bytes, encoding: str, where: str) -> tuple[str, str, str | None]:
-    """Decode bytes; ``auto`` tries UTF-8 (BOM allowed) and falls back to Latin-1, saying so.
-    Returns (text, encoding used, note or None)."""
-    if encoding != "auto":
-        try:
-            return data.decode(encoding), encoding, None
-        except UnicodeDecodeError as exc:
-            line = data[: exc.start].count(b"\n") + 1
-            raise InputError(
-                f"{where}: cannot decode byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}) "
-                f"as {encoding}; try --encoding latin-1 or --encoding auto"
-            ) from None
-        except LookupError:
-            raise InputError(f"unknown --encoding {encoding!r}") from None
+def check_encoding(path: Path, encoding: str, strict: bool) -> tuple[str, str | None]:
+    """Which encoding to read ``path`` with, scanning it in chunks. ``auto``: UTF-8 (BOM allowed) when the whole
+    file decodes, else Latin-1 with a note saying so. A named encoding is used as is; with ``strict`` (tabular
+    files, which cannot lose one row) a byte it cannot decode is an error naming the offset and line, while line
+    formats reject just the lines that do not decode."""
+    named = encoding != "auto"
     try:
-        return data.decode("utf-8-sig"), "utf-8", None
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        note = f"{where} is not valid UTF-8 (first bad byte at line {line}); decoded as Latin-1"
-        return data.decode("latin-1"), "latin-1", note
+        decoder = codecs.getincrementaldecoder(encoding if named else "utf-8")()
+    except LookupError:
+        raise InputError(f"unknown --encoding {encoding!r}") from None
+    if named and not strict:
+        return encoding, None
+    offset = line = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(SCAN_BYTES):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                bad_line = line + chunk[: exc.start].count(b"\n") + 1
+                if named:
+                    raise InputError(
+                        f"{path}: cannot decode byte 0x{chunk[exc.start]:02x} at offset {offset + exc.start} "
+                        f"(line {bad_line}) as {encoding}; try --encoding latin-1 or --encoding auto"
+                    ) from None
+                return "latin-1", f"{path} is not valid UTF-8 (first bad byte at line {bad_line}); decoded as Latin-1"
+            offset += len(chunk)
+            line += chunk.count(b"\n")
+    return (encoding, None) if named else ("utf-8-sig", None)
 
 
-def read_source(
-    path: str | Path,
-    fmt: str = "auto",
-    text_column: str = "text",
-    id_column: str | None = None,
-    label_column: str | None = None,
-    encoding: str = "auto",
-    hf_split: str | None = None,
-    max_chars: int = 20_000,
-    limit: int | None = None,
-) -> SourceReport:
-    """Read an input into Records. Per-row problems become rejections; whole-file problems raise InputError."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"input not found: {path}")
-    fmt = detect_format(path) if fmt == "auto" else fmt
-    report = SourceReport(format=fmt)
-    if fmt in ("fpb", "txt", "jsonl"):
-        rows = _line_rows(path, fmt, encoding, report)
-    else:
-        rows = _table_rows(path, fmt, encoding, hf_split, report)
-    columns = set(report.columns)
-    if fmt not in ("fpb", "txt"):
-        for role, column in (("text", text_column), ("id", id_column), ("label", label_column)):
-            if column and report.columns and column not in columns:
-                raise InputError(f"{path}: no {role} column {column!r}; the columns are: {', '.join(report.columns)}")
+class Source:
+    """A streamed input: iterate it for ``Record`` | ``Rejected``; ``report`` fills in as it goes."""
 
-    seen_ids: dict[str, int] = {}
-    for row, values in rows:
-        if limit is not None and report.rows >= limit:
-            break
-        report.rows += 1
-        if isinstance(values, Rejected):
-            report.rejected.append(values)
-            continue
-        raw_text = values.get(text_column) if fmt not in ("fpb", "txt") else values["text"]
-        text = "" if raw_text is None or (isinstance(raw_text, float) and raw_text != raw_text) else str(raw_text)
-        text = text.strip()
-        given_id = values.get(id_column) if id_column else None
-        rid = str(given_id).strip() if given_id not in (None, "") else (text_id(text) if text else None)
-        if not text:
-            report.rejected.append(Rejected(row, "empty_text", f"row {row}: the {text_column!r} field is empty", rid))
-            continue
-        if len(text) > max_chars:
-            report.rejected.append(
-                Rejected(
-                    row, "text_too_long", f"row {row}: {len(text):,} characters (limit --max-chars {max_chars:,})", rid
-                )
-            )
-            continue
-        if rid in seen_ids:
-            reason = "duplicate_id" if id_column else "duplicate_text"
-            report.rejected.append(
-                Rejected(
-                    row, reason, f"row {row}: same {'id' if id_column else 'text'} as row {seen_ids[rid]} ({rid})", rid
-                )
-            )
-            continue
-        seen_ids[rid] = row
-        label = values.get("label") if fmt == "fpb" else (values.get(label_column) if label_column else None)
-        report.records.append(Record(id=rid, text=text, row=row, label=label))
-    return report
+    def __init__(
+        self,
+        path: str | Path,
+        fmt: str = "auto",
+        text_column: str = "text",
+        id_column: str | None = None,
+        label_column: str | None = None,
+        encoding: str = "auto",
+        hf_split: str | None = None,
+        max_chars: int = 20_000,
+        limit: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"input not found: {self.path}")
+        self.format = detect_format(self.path) if fmt == "auto" else fmt
+        if self.format not in {*FORMAT_BY_SUFFIX.values(), "hf", "fpb"}:
+            raise InputError(f"unknown --input-format {self.format!r}")
+        self.text_column, self.id_column, self.label_column = text_column, id_column, label_column
+        self.encoding, self.hf_split, self.max_chars, self.limit = encoding, hf_split, max_chars, limit
+        self.report = SourceReport(format=self.format)
 
-
-def _line_rows(path: Path, fmt: str, encoding: str, report: SourceReport) -> Iterator[tuple[int, Any]]:
-    """Line-based formats, decoded line by line so that one bad line costs one row, not the file."""
-    data = path.read_bytes()
-    _, used, note = decode(data, encoding, str(path)) if encoding == "auto" else ("", encoding, None)
-    report.encoding = used
-    if note:
-        report.notes.append(note)
-    keys: dict[str, None] = {}
-    lines = data.split(b"\n")
-    if lines and lines[-1].strip() == b"":
-        lines.pop()
-    for number, raw in enumerate(lines, 1):
-        raw = raw.rstrip(b"\r")
-        try:
-            line = raw.decode("utf-8-sig" if used == "utf-8" else used)
-        except UnicodeDecodeError as exc:
-            yield (
-                number,
-                Rejected(number, "undecodable_text", f"line {number}: byte 0x{raw[exc.start]:02x} is not valid {used}"),
-            )
-            continue
-        if fmt == "txt":
-            if line.strip():
-                yield number, {"text": line}
-            continue
-        if fmt == "fpb":
-            if not line.strip():
+    def __iter__(self) -> Iterator[Record | Rejected]:
+        report = self.report
+        report.rows = 0
+        encoding = "utf-8"
+        if self.format not in ("hf", "parquet"):  # binary formats carry their own encoding
+            encoding, note = check_encoding(self.path, self.encoding, strict=self.format in ("csv", "tsv", "json"))
+            report.encoding = "utf-8" if encoding == "utf-8-sig" else encoding
+            report.notes = [note] if note else []
+        line_format = self.format in ("fpb", "txt", "jsonl")
+        rows = self._line_rows(encoding) if line_format else self._table_rows(encoding)
+        text_key = "text" if self.format in ("fpb", "txt") else self.text_column
+        for row, values in rows:
+            if self.limit is not None and report.rows >= self.limit:
+                break
+            report.rows += 1
+            if isinstance(values, Rejected):
+                yield values
                 continue
-            sentence, sep, label = line.rpartition("@")
-            if not sep or label.strip().lower() not in FPB_LABELS:
-                yield (
-                    number,
-                    Rejected(
-                        number,
-                        "malformed_input",
-                        f"line {number}: expected 'sentence@label' with a "
-                        f"label in {'/'.join(FPB_LABELS)}, got {line[-40:]!r}",
-                    ),
-                )
+            raw_text = values.get(text_key)
+            text = "" if raw_text is None or (isinstance(raw_text, float) and raw_text != raw_text) else str(raw_text)
+            text = text.strip()
+            given = values.get(self.id_column) if self.id_column else None
+            rid = str(given).strip() if given not in (None, "") else (text_id(text) if text else None)
+            if not text:
+                yield Rejected(row, "empty_text", f"row {row}: the {text_key!r} field is empty", rid)
+            elif len(text) > self.max_chars:
+                detail = f"row {row}: {len(text):,} characters (limit --max-chars {self.max_chars:,})"
+                yield Rejected(row, "text_too_long", detail, rid)
             else:
-                yield number, {"text": sentence, "label": label.strip().lower()}
-            continue
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield (
-                number,
-                Rejected(number, "malformed_input", f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})"),
-            )
-            continue
-        if not isinstance(value, dict):
-            yield (
-                number,
-                Rejected(
-                    number, "malformed_input", f"line {number}: expected a JSON object, got {type(value).__name__}"
-                ),
-            )
-            continue
-        keys.update(dict.fromkeys(value))
-        report.columns = list(keys)
-        yield number, value
+                label = values.get("label") if self.format == "fpb" else values.get(self.label_column or "")
+                yield Record(
+                    id=rid, text=text, row=row, label=label if self.label_column or self.format == "fpb" else None
+                )
+        self._check_columns(final=True)
 
+    def _check_columns(self, final: bool = False) -> None:
+        """A mapped column that the file does not have is an error that lists the columns it does have."""
+        if self.format in ("fpb", "txt") or (not self.report.columns and not final):
+            return
+        present = set(self.report.columns)
+        for role, column in (("text", self.text_column), ("id", self.id_column), ("label", self.label_column)):
+            if column and column not in present and (self.report.columns or self.report.rows):
+                shown = ", ".join(self.report.columns) or "(none)"
+                raise InputError(f"{self.path}: no {role} column {column!r}; the columns are: {shown}")
 
-def _table_rows(
-    path: Path, fmt: str, encoding: str, hf_split: str | None, report: SourceReport
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Tabular formats through pandas / datasets; row numbers are 1-based data rows (the header is not a row)."""
-    if fmt == "hf":
-        table = _load_hf(path, hf_split)
-    elif fmt == "parquet":
+    # ---------------- line formats: one bad line costs one row, not the file ----------------
+    def _line_rows(self, encoding: str) -> Iterator[tuple[int, Any]]:
+        keys: dict[str, None] = {}
+        with self.path.open("rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                raw = raw.rstrip(b"\r\n")
+                try:
+                    line = raw.decode(encoding)
+                except UnicodeDecodeError as exc:
+                    detail = f"line {number}: byte 0x{raw[exc.start]:02x} is not valid {encoding}"
+                    yield number, Rejected(number, "undecodable_text", detail)
+                    continue
+                if not line.strip():
+                    continue
+                if self.format == "txt":
+                    yield number, {"text": line}
+                elif self.format == "fpb":
+                    sentence, sep, label = line.rpartition("@")
+                    if sep and label.strip().lower() in FPB_LABELS:
+                        yield number, {"text": sentence, "label": label.strip().lower()}
+                    else:
+                        detail = (
+                            f"line {number}: expected 'sentence@label' with a label in {'/'.join(FPB_LABELS)}, "
+                            f"got {line[-40:]!r}"
+                        )
+                        yield number, Rejected(number, "malformed_input", detail)
+                else:
+                    value, problem = _json_object(line)
+                    if problem:
+                        yield number, Rejected(number, "malformed_input", f"line {number}: {problem}")
+                        continue
+                    if len(keys) < 1000:  # the keys seen, for the "no such column" message
+                        keys.update(dict.fromkeys(value))
+                        self.report.columns = list(keys)
+                    yield number, value
+
+    # ---------------- tabular formats: chunks of rows through pandas / pyarrow / datasets ----------------
+    def _table_rows(self, encoding: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        row = 0
+        for chunk in self._chunks(encoding):
+            if not self.report.columns:
+                self.report.columns = [str(c) for c in chunk.columns]
+                self._check_columns()
+            for values in chunk.to_dict(orient="records"):
+                row += 1
+                yield row, {str(k): v for k, v in values.items()}
+            if self.limit is not None and row >= self.limit:
+                return
+
+    def _chunks(self, encoding: str) -> Iterator[Any]:
         import pandas as pd
 
-        try:
-            table = pd.read_parquet(path)
-        except Exception as exc:
-            raise InputError(f"{path}: not a readable Parquet file ({exc})".splitlines()[0]) from None
-    elif fmt in ("csv", "tsv"):
-        table = _read_delimited(path, "\t" if fmt == "tsv" else ",", encoding, report)
-    elif fmt == "json":
-        table = _read_json_array(path, encoding, report)
-    else:
-        raise InputError(f"unknown --input-format {fmt!r}")
-    report.columns = [str(c) for c in table.columns]
-    records = table.to_dict(orient="records")
-    return ((i, {str(k): v for k, v in values.items()}) for i, values in enumerate(records, 1))
+        path = self.path
+        if self.format in ("csv", "tsv"):
+            sep = "\t" if self.format == "tsv" else ","
+            try:
+                with path.open("r", encoding=encoding, newline="") as handle:
+                    yield from pd.read_csv(
+                        handle, sep=sep, dtype=str, keep_default_na=False, na_filter=False, chunksize=CHUNK_ROWS
+                    )
+            except pd.errors.EmptyDataError:
+                raise InputError(f"{path}: the file is empty") from None
+            except pd.errors.ParserError as exc:
+                raise InputError(f"{path}: malformed {self.format.upper()}: {exc}".strip()) from None
+        elif self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            try:
+                parquet = pq.ParquetFile(path)
+            except Exception as exc:
+                raise InputError(f"{path}: not a readable Parquet file ({exc})".splitlines()[0]) from None
+            for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+                yield batch.to_pandas()
+        elif self.format == "hf":
+            dataset = _load_hf(path, self.hf_split)
+            for start in range(0, len(dataset), CHUNK_ROWS):
+                yield dataset.select(range(start, min(start + CHUNK_ROWS, len(dataset)))).to_pandas()
+        else:  # a JSON array is one document: it is read whole (use JSONL for very large inputs)
+            yield _read_json_array(path, encoding)
 
 
-def _read_delimited(path: Path, sep: str, encoding: str, report: SourceReport):
-    import io
+def _json_object(line: str) -> tuple[dict[str, Any], str | None]:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return {}, f"not valid JSON ({exc.msg} at column {exc.colno})"
+    if not isinstance(value, dict):
+        return {}, f"expected a JSON object, got {type(value).__name__}"
+    return value, None
 
+
+def _read_json_array(path: Path, encoding: str):
     import pandas as pd
 
-    text, used, note = decode(path.read_bytes(), encoding, str(path))
-    report.encoding = used
-    if note:
-        report.notes.append(note)
     try:
-        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: the file is empty") from None
-    except pd.errors.ParserError as exc:
-        raise InputError(f"{path}: malformed {'TSV' if sep == chr(9) else 'CSV'}: {exc}".strip()) from None
-
-
-def _read_json_array(path: Path, encoding: str, report: SourceReport):
-    import pandas as pd
-
-    text, used, note = decode(path.read_bytes(), encoding, str(path))
-    report.encoding = used
-    if note:
-        report.notes.append(note)
-    try:
-        value = json.loads(text)
+        value = json.loads(path.read_text(encoding=encoding))
     except json.JSONDecodeError as exc:
         raise InputError(
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
@@ -313,6 +318,8 @@ def _read_json_array(path: Path, encoding: str, report: SourceReport):
             return pd.DataFrame(lists)
     if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
         raise InputError(f"{path}: expected a JSON array of objects (one per row)")
+    if not value:
+        raise InputError(f"{path}: the file is empty")
     return pd.DataFrame.from_records(value)
 
 
@@ -332,4 +339,22 @@ def _load_hf(path: Path, split: str | None):
         if split not in loaded:
             raise InputError(f"{path}: no split {split!r}; the splits are: {', '.join(names)}")
         loaded = loaded[split]
-    return loaded.to_pandas()
+    return loaded
+
+
+def read_source(path: str | Path, **options: Any) -> SourceReport:
+    """Read a (small) input whole: records and rejections in lists, duplicates of an id rejected.
+
+    The distillation pipeline streams with ``Source`` instead and checks duplicates on disk."""
+    source = Source(path, **options)
+    report = source.report
+    first_row: dict[str, int] = {}
+    for item in source:
+        if isinstance(item, Rejected):
+            report.rejected.append(item)
+        elif item.id in first_row:
+            report.rejected.append(duplicate(item.row, item.id, first_row[item.id], bool(source.id_column)))
+        else:
+            first_row[item.id] = item.row
+            report.records.append(item)
+    return report

@@ -40,7 +40,7 @@ _TASK_KEYS = {
     "conclusion_pattern",
     "refusal_pattern",
     "temperature",
-    "max_tokens",
+    "max_completion_tokens",
     "expected_completion_tokens",
 }
 
@@ -74,7 +74,7 @@ class Task:
     conclusion_pattern: str | None
     refusal_pattern: str | None
     temperature: float
-    max_tokens: int
+    max_completion_tokens: int
     expected_completion_tokens: int
     description: str = ""
 
@@ -283,7 +283,7 @@ def load_task(name_or_path: str) -> Task:
         conclusion_pattern=spec.get("conclusion_pattern"),
         refusal_pattern=spec.get("refusal_pattern"),
         temperature=float(spec.get("temperature", 0.0)),
-        max_tokens=int(spec.get("max_tokens", 1024)),
+        max_completion_tokens=int(spec.get("max_completion_tokens", 1024)),
         expected_completion_tokens=int(spec.get("expected_completion_tokens", 256)),
         description=spec.get("description", ""),
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -125,18 +124,8 @@ def record_errors(fmt: str, record: dict[str, Any]) -> str | None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with AtomicFiles(path.parent) as files:
+        files.open(path.name).write(text)
 
 
 def jsonl_line(row: dict[str, Any]) -> str:
@@ -144,42 +133,98 @@ def jsonl_line(row: dict[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=False).translate(_LINE_BREAKS)
 
 
-def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    lines = [jsonl_line(row) for row in rows]
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
-    return len(lines)
-
-
 def atomic_write_json(path: Path, value: Any) -> None:
     atomic_write_text(path, json.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 
-def write_training_files(
-    out: Path, out_as_given: str, name: str, examples: list[Example], formats: list[str], splits: list[str]
-) -> dict[str, Any]:
-    """Write ``<format>_<split>.jsonl`` for every non-empty split, ``dataset_info.json`` (LLaMA-Factory) and
-    ``axolotl_<format>.yaml`` (Axolotl ``datasets:`` / ``test_datasets:``). Returns what was written."""
-    by_split = {s: [e for e in examples if e.split == s] for s in splits}
-    files: dict[str, int] = {}
-    info: dict[str, Any] = {}
-    for fmt in formats:
-        make = FORMATS[fmt]
-        axolotl: dict[str, list[dict[str, Any]]] = {}
-        for split, rows in by_split.items():
-            if not rows:
-                continue
-            file_name = f"{fmt}_{split}.jsonl"
-            files[file_name] = atomic_write_jsonl(out / file_name, (make(e) for e in rows))
-            info[f"{name}_{fmt}_{split}"] = dataset_info_entry(fmt, file_name)
-            path = os.path.join(out_as_given, file_name)
-            if split == "train":
-                axolotl.setdefault("datasets", []).append(axolotl_dataset(fmt, path))
-            elif split == "validation":
-                axolotl.setdefault("test_datasets", []).append(axolotl_dataset(fmt, path, split="train"))
-        header = (
-            f"# Axolotl dataset entries for the {fmt} files written by data_gen; paste them into an Axolotl\n"
-            "# config. Paths are relative to where --out was given (run axolotl from the same directory).\n"
-        )
-        atomic_write_text(out / f"axolotl_{fmt}.yaml", header + yaml.safe_dump(axolotl, sort_keys=False))
-    atomic_write_json(out / "dataset_info.json", info)
-    return {"files": files, "dataset_info": sorted(info)}
+class AtomicFiles:
+    """Files written under temporary names and renamed into place together on success (fsync'd first); on an
+    error, or a crash, the temporary files are dropped and the previous files stay whole."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._open: dict[str, tuple[Any, str]] = {}
+
+    def open(self, name: str) -> Any:
+        if name not in self._open:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
+            self._open[name] = (os.fdopen(fd, "w", encoding="utf-8"), tmp)
+        return self._open[name][0]
+
+    def __enter__(self) -> AtomicFiles:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def commit(self) -> None:
+        for handle, _ in self._open.values():
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+        for name, (_, tmp) in self._open.items():
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+            os.replace(tmp, self.folder / name)
+        self._open.clear()
+
+    def abort(self) -> None:
+        for handle, tmp in self._open.values():
+            handle.close()
+            Path(tmp).unlink(missing_ok=True)
+        self._open.clear()
+
+
+class TrainingWriter:
+    """Streams accepted examples into ``<format>_<split>.jsonl`` files, validating every record against its
+    format's schema first; then writes ``dataset_info.json`` (LLaMA-Factory) and ``axolotl_<format>.yaml``."""
+
+    def __init__(self, files: AtomicFiles, formats: list[str]) -> None:
+        self.files = files
+        self.formats = formats
+        self.counts: dict[str, int] = {}
+
+    def add(self, example: Example) -> str | None:
+        """Write the example in every format; returns the validation errors instead when a record is invalid."""
+        records = {fmt: FORMATS[fmt](example) for fmt in self.formats}
+        errors = [f"{fmt}: {err}" for fmt, record in records.items() if (err := record_errors(fmt, record))]
+        if errors:
+            return "; ".join(errors)
+        for fmt, record in records.items():
+            name = f"{fmt}_{example.split}.jsonl"
+            self.files.open(name).write(jsonl_line(record) + "\n")
+            self.counts[name] = self.counts.get(name, 0) + 1
+        return None
+
+    def finish(self, name: str, out_as_given: str, splits: list[str]) -> dict[str, Any]:
+        """Registries for the files written (only non-empty splits get a file); returns what was written."""
+        info: dict[str, Any] = {}
+        for fmt in self.formats:
+            axolotl: dict[str, list[dict[str, Any]]] = {}
+            for split in splits:
+                file_name = f"{fmt}_{split}.jsonl"
+                if file_name not in self.counts:
+                    continue
+                info[f"{name}_{fmt}_{split}"] = dataset_info_entry(fmt, file_name)
+                path = os.path.join(out_as_given, file_name)
+                if split == "train":
+                    axolotl.setdefault("datasets", []).append(axolotl_dataset(fmt, path))
+                elif split == "validation":
+                    axolotl.setdefault("test_datasets", []).append(axolotl_dataset(fmt, path, split="train"))
+            header = (
+                f"# Axolotl dataset entries for the {fmt} files written by data_gen; paste them into an Axolotl\n"
+                "# config. Paths are relative to where --out was given (run axolotl from the same directory).\n"
+            )
+            self.files.open(f"axolotl_{fmt}.yaml").write(header + yaml.safe_dump(axolotl, sort_keys=False))
+        self.files.open("dataset_info.json").write(json.dumps(info, ensure_ascii=False, indent=2) + "\n")
+        return {"files": dict(self.counts), "dataset_info": sorted(info)}
+
+
+def stale_training_files(folder: Path, written: set[str]) -> list[Path]:
+    """Training files and snippets of an earlier run that this run did not write (another format or split)."""
+    names = [p for p in folder.glob("*_*.jsonl") if p.name.split("_", 1)[0] in FORMATS]
+    names += [p for p in folder.glob("axolotl_*.yaml")]
+    return [p for p in names if p.name not in written]

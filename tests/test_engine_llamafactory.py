@@ -150,7 +150,7 @@ def test_real_openai_compatible_server_garbage_is_rejected_with_reasons(
     rows = (SAMPLES / "news.csv").read_text().splitlines()[:9]  # header + 8 rows
     news.write_text("\n".join(rows) + "\n")
     # temperature 1 so that some replies end early (no thinking) and others run out of tokens (truncated)
-    args = teacher_args(lf_server, news, "--id-column id --max-tokens 300 --temperature 1.0 --max-reasks 1")
+    args = teacher_args(lf_server, news, "--id-column id --max-completion-tokens 300 --temperature 1.0 --max-reasks 1")
     run = distill(*args)
     assert run.code == 0, run.err
     counts = run.manifest["counts"]

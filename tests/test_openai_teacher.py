@@ -207,11 +207,10 @@ def test_a_row_whose_retries_run_out_fails_alone(distill, news: Path) -> None:
 @pytest.mark.parametrize(
     ("reply", "reason"),
     [
-        (Reply(content=finsight_reply()[:60], finish_reason="length"), "truncated"),
         (Reply(raw=b"this is not json"), "teacher_error"),
         (Reply(status=400, error="context length exceeded"), "teacher_error"),
     ],
-    ids=["truncated", "bad-json-body", "400"],
+    ids=["bad-json-body", "400"],
 )
 def test_non_retryable_answers_are_rejected_with_a_reason(distill, news: Path, reply: Reply, reason: str) -> None:
     with FakeOpenAI(lambda body, count: reply) as server:
@@ -219,6 +218,20 @@ def test_non_retryable_answers_are_rejected_with_a_reason(distill, news: Path, r
     assert run.code == 0, run.err
     assert run.manifest["counts"]["rejected_by_reason"] == {reason: 3}
     assert len(server.requests) == 3  # never retried, never re-asked
+
+
+def test_a_truncated_answer_is_asked_once_more_with_twice_the_room(distill, news: Path) -> None:
+    def script(body: dict, count: int) -> Reply:
+        if "Acme" in user_text(body) and body["max_tokens"] == 2048:
+            return answer(finsight_reply())  # fits in the doubled limit
+        return Reply(content=finsight_reply()[:60], finish_reason="length")
+
+    with FakeOpenAI(script) as server:
+        run = distill(*teacher_args(server, news, "--limit", "3"))
+    assert run.manifest["counts"]["rejected_by_reason"] == {"truncated": 2}
+    assert run.manifest["counts"]["accepted"] == 1 and run.manifest["requests"]["doubled_max_tokens"] == 3
+    assert sorted(b["max_tokens"] for b in server.requests) == [1024, 1024, 1024, 2048, 2048, 2048]
+    assert "also after doubling it" in run.jsonl("rejects.jsonl")[0]["detail"]
 
 
 def test_wrong_key_stops_before_spending(distill, news: Path) -> None:

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from data_gen.client import ChatRequest
+from data_gen.chat import ChatRequest
 from data_gen.config import ConfigError
 from data_gen.task import load_task
 from data_gen.teachers.rules import FinsightRules, RulesTeacher

@@ -11,14 +11,15 @@ import pytest
 import yaml
 
 from data_gen.writers import (
+    AtomicFiles,
     Example,
+    TrainingWriter,
     alpaca_record,
     atomic_write_text,
     dataset_info_entry,
     jsonl_line,
     record_errors,
     sharegpt_record,
-    write_training_files,
 )
 
 EXAMPLE = Example(
@@ -58,9 +59,12 @@ def test_records_the_engines_would_skip_are_caught(fmt: str, mutate, where: str)
 
 def test_training_files_dataset_info_and_axolotl_snippets(tmp_path: Path) -> None:
     examples = [EXAMPLE, Example(**{**EXAMPLE.__dict__, "id": "r2", "split": "validation"})]
-    written = write_training_files(
-        tmp_path, "datasets/x", "fin", examples, ["sharegpt", "alpaca"], ["train", "validation", "test"]
-    )
+    with AtomicFiles(tmp_path) as files:
+        writer = TrainingWriter(files, ["sharegpt", "alpaca"])
+        assert [writer.add(e) for e in examples] == [None, None]
+        assert "$.conversations[2].value" in writer.add(Example(**{**EXAMPLE.__dict__, "assistant": " "}))
+        written = writer.finish("fin", "datasets/x", ["train", "validation", "test"])
+        assert not (tmp_path / "dataset_info.json").exists()  # nothing is in place before the commit
     assert written["files"] == {
         "sharegpt_train.jsonl": 1,
         "sharegpt_validation.jsonl": 1,

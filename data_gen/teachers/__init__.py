@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
-from data_gen.client import ChatClient, ChatRequest, Completion
+from data_gen.chat import ChatRequest, Completion
+from data_gen.client import ChatClient
 from data_gen.config import ConfigError, DistillConfig
+from data_gen.limits import Governor
 from data_gen.task import Task
 
 
@@ -23,12 +25,14 @@ class Teacher(Protocol):
 
     async def check(self) -> None: ...
 
-    async def complete(self, request: ChatRequest) -> Completion: ...
+    async def complete(self, request: ChatRequest, refresh: bool = False) -> Completion: ...
 
     async def close(self) -> None: ...
 
 
-def make_teacher(config: DistillConfig, task: Task, require_key: bool = True) -> Teacher:
+def make_teacher(
+    config: DistillConfig, task: Task, require_key: bool = True, governor: Governor | None = None
+) -> Teacher:
     """Build the configured teacher; a missing key is a one-line ConfigError naming the variable
     (unless ``require_key`` is false, as in a dry run, which sends nothing)."""
     if config.teacher == "rules":
@@ -51,5 +55,6 @@ def make_teacher(config: DistillConfig, task: Task, require_key: bool = True) ->
             concurrency=config.concurrency,
             timeout=config.timeout,
             max_retries=config.max_retries,
+            governor=governor,
         )
     raise ConfigError(f"unknown teacher {config.teacher!r}; choose rules or openai")

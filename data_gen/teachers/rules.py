@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from data_gen.client import ChatRequest, Completion, Usage
+from data_gen.chat import ChatRequest, Completion, Usage
 from data_gen.config import ConfigError
 from data_gen.task import Task
 
@@ -514,7 +514,7 @@ class RulesTeacher:
     async def check(self) -> None:
         return None
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    async def complete(self, request: ChatRequest, refresh: bool = False) -> Completion:
         text = request.text if request.text is not None else request.messages[-1]["content"]
         return Completion(text=self.engine.reply(text), finish_reason="stop", usage=Usage(), model=self.model)
 

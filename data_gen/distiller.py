@@ -1,0 +1,175 @@
+"""One row's way through the teacher: ask, parse, validate, and on failure ask again, within bounds.
+
+The ladder for a row: ask; a reply cut by the completion-token limit is asked once more with twice the limit,
+then rejected as ``truncated``; a reply that fails the task's checks is re-asked with the error (at most
+``max_reasks`` times, never the whole history), then rejected with its reason. Every attempt passes the
+budget first: a row the budget cannot cover ends ``budget_exhausted`` and no row after it is asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from data_gen.batch import Deferred
+from data_gen.budget import BudgetExhausted
+from data_gen.chat import ChatRequest, Completion, Usage, request_key
+from data_gen.client import TeacherSetupError, describe_error, is_fatal
+from data_gen.config import DistillConfig
+from data_gen.parsing import RowRejected
+from data_gen.sources import Record
+from data_gen.task import Parsed, Task
+
+NOT_REASKED = {"declined"}  # a refusal is an answer: asking again with "your refusal failed validation" is waste
+REPLY_REJECTIONS = {  # reasons that a stored reply can cause, which --refresh-rejected asks again for
+    "empty_response",
+    "no_thinking",
+    "no_json",
+    "invalid_json",
+    "schema_invalid",
+    "thinking_mismatch",
+    "declined",
+    "truncated",
+    "gold_disagreement",
+}
+
+
+@dataclass
+class Outcome:
+    """What happened to one row that was sent to the teacher."""
+
+    record: Record
+    parsed: Parsed | None = None
+    reason: str | None = None
+    detail: str = ""
+    completion: Completion | None = None
+    usage: Usage = field(default_factory=Usage)  # every reply this row used, stored earlier or not
+    sent_usage: Usage = field(default_factory=Usage)  # replies paid for in this run
+    asks: int = 0
+    sent: int = 0
+    bumps: int = 0
+    key: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.reason is None
+
+    @property
+    def from_cache(self) -> int:
+        return self.asks - self.sent
+
+    def reject(self, reason: str, detail: str) -> Outcome:
+        self.reason, self.detail = reason, detail
+        return self
+
+    def count(self, completion: Completion) -> None:
+        self.asks += 1
+        self.completion = completion
+        self.usage.add(completion.usage)
+        if not completion.from_cache:
+            self.sent += 1
+            self.sent_usage.add(completion.usage)
+
+
+def sampling_params(config: DistillConfig, task: Task) -> dict[str, Any]:
+    return {
+        "temperature": config.temperature if config.temperature is not None else task.temperature,
+        "max_tokens": config.max_completion_tokens or task.max_completion_tokens,
+        "top_p": config.top_p,
+        "seed": config.seed,
+    }
+
+
+class Distiller:
+    """Decides accept / reject for each row, asking the teacher as often as the ladder allows."""
+
+    def __init__(self, config: DistillConfig, task: Task, teacher: Any) -> None:
+        self.config = config
+        self.task = task
+        self.teacher = teacher
+        self.params = sampling_params(config, task)
+        # a deterministic teacher would give the same answer again: re-asking it only costs time
+        self.max_reasks = config.max_reasks if getattr(teacher, "reaskable", True) else 0
+        self.stop_reason: str | None = None  # set once the budget refuses: no further row is asked
+
+    def first_request(self, record: Record) -> ChatRequest:
+        return ChatRequest(self.teacher.model, self.task.messages(record.text), self.params, text=record.text)
+
+    async def ask(self, record: Record) -> Outcome:
+        if self.stop_reason:
+            return Outcome(record).reject("budget_exhausted", f"not asked: {self.stop_reason}")
+        outcome = await self._ladder(record, refresh=False)
+        if self.config.refresh_rejected and outcome.reason in REPLY_REJECTIONS and outcome.from_cache:
+            fresh = await self._ladder(record, refresh=True)  # new replies replace the stored ones
+            fresh.usage.add(outcome.usage)
+            return fresh
+        return outcome
+
+    async def _ladder(self, record: Record, refresh: bool) -> Outcome:
+        outcome = Outcome(record)
+        base = self.task.messages(record.text)
+        messages, limit, reasks = base, self.params["max_tokens"], 0
+        while True:
+            request = ChatRequest(self.teacher.model, messages, {**self.params, "max_tokens": limit}, text=record.text)
+            outcome.key = request_key(self.teacher.endpoint, request.body())
+            try:
+                completion = await self.teacher.complete(request, refresh=refresh)
+            except BudgetExhausted as exc:
+                self.stop_reason = self.stop_reason or str(exc)
+                return outcome.reject("budget_exhausted", f"not asked: {exc}")
+            except Deferred:
+                return outcome.reject("batch_pending", "written to a batch file")
+            except Exception as exc:
+                if is_fatal(exc):
+                    raise TeacherSetupError(f"{self.teacher.endpoint}: {describe_error(exc)}") from None
+                return outcome.reject("teacher_error", describe_error(exc))
+            outcome.count(completion)
+            if completion.finish_reason == "length":
+                if outcome.bumps == 0:  # once per row, with twice the room
+                    outcome.bumps, limit = 1, limit * 2
+                    continue
+                return outcome.reject("truncated", f"the reply hit max_tokens={limit}, also after doubling it")
+            try:
+                outcome.parsed = self.task.parse(completion.text, completion.reasoning)
+            except RowRejected as rejection:
+                if reasks < self.max_reasks and rejection.reason not in NOT_REASKED:
+                    reasks += 1
+                    messages = self.task.reask_messages(base, completion.text, rejection.detail or rejection.reason)
+                    continue
+                suffix = f" (after {reasks} re-asks)" if reasks else ""
+                return outcome.reject(rejection.reason, rejection.detail + suffix)
+            if self.config.require_gold_agreement:  # never re-asked: the gold label must not leak into prompts
+                try:
+                    self.task.check_gold(outcome.parsed, record.label)
+                except RowRejected as rejection:
+                    return outcome.reject(rejection.reason, rejection.detail)
+            return outcome
+
+
+async def run_bounded(
+    items: Iterable[Any], worker: Callable[[Any], Awaitable[Any]], limit: int, on_done: Callable[[Any], None]
+) -> None:
+    """Run ``worker`` over ``items`` with at most ``limit`` in flight; memory stays bounded by ``limit``."""
+    iterator = iter(items)
+    pending: set[asyncio.Task[Any]] = set()
+
+    def fill() -> None:
+        while len(pending) < limit:
+            item = next(iterator, None)
+            if item is None:
+                return
+            pending.add(asyncio.ensure_future(worker(item)))
+
+    fill()
+    try:
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
+                pending.discard(finished)
+                on_done(finished.result())
+            fill()
+    finally:
+        for task in pending:
+            task.cancel()

@@ -1,0 +1,185 @@
+"""Flow control for teacher requests: rolling-window rate limits, adaptive concurrency, and the governor that
+every HTTP attempt passes through (concurrency slot, requests/minute, tokens/minute, budget).
+
+A rolling window is exact: at most ``limit`` units in ANY ``period`` (a leaky bucket can admit twice its rate in
+a window that starts with a full bucket). Adaptive concurrency is AIMD: one more request in flight after each
+window of successes, half as many after a 429 / 5xx / timeout or when latency climbs well above its baseline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from data_gen.budget import Budget, Reservation
+from data_gen.chat import Usage
+
+
+@dataclass
+class _Entry:
+    at: float
+    amount: float
+
+
+class RateWindow:
+    """At most ``limit`` units (requests or tokens) in any rolling ``period`` seconds."""
+
+    def __init__(self, limit: float, period: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if limit <= 0:
+            raise ValueError("a rate limit must be positive")
+        self.limit = float(limit)
+        self.period = period
+        self.clock = clock
+        self._entries: deque[_Entry] = deque()
+        self._used = 0.0
+        self._lock = asyncio.Lock()
+
+    def _expire(self, now: float) -> None:
+        while self._entries and self._entries[0].at <= now - self.period:
+            self._used -= self._entries.popleft().amount
+
+    async def acquire(self, amount: float = 1.0) -> _Entry:
+        """Wait until ``amount`` fits in the window, then take it. An amount larger than the whole limit is
+        clamped to the limit (it could never fit) and so waits for an empty window."""
+        amount = min(float(amount), self.limit)
+        async with self._lock:  # FIFO: waiters are served in order
+            while True:
+                now = self.clock()
+                self._expire(now)
+                if self._used + amount <= self.limit + 1e-9:
+                    entry = _Entry(now, amount)
+                    self._entries.append(entry)
+                    self._used += amount
+                    return entry
+                # the earliest moment enough old entries leave the window
+                freed, wait_until = 0.0, now
+                for old in self._entries:
+                    freed += old.amount
+                    wait_until = old.at + self.period
+                    if self._used - freed + amount <= self.limit + 1e-9:
+                        break
+                await asyncio.sleep(max(0.001, wait_until - now))
+
+    def adjust(self, entry: _Entry, actual: float) -> None:
+        """Replace an estimate with what was really used (tokens the server reported)."""
+        if entry in self._entries:
+            self._used += actual - entry.amount
+        entry.amount = actual
+
+
+class AdaptiveConcurrency:
+    """How many requests may be in flight: additive increase, multiplicative decrease (AIMD)."""
+
+    def __init__(self, maximum: int, adaptive: bool = True, minimum: int = 1, latency_factor: float = 2.5) -> None:
+        self.maximum = maximum
+        self.minimum = min(minimum, maximum)
+        self.adaptive = adaptive
+        self.latency_factor = latency_factor
+        self.limit = float(maximum)
+        self.in_flight = 0
+        self.decreases = 0
+        self._condition = asyncio.Condition()
+        self._last_decrease = float("-inf")
+        self._latency: float | None = None  # EWMA of latency per unit of work
+        self._baseline: float | None = None
+        self._samples = 0
+
+    async def acquire(self) -> None:
+        async with self._condition:
+            await self._condition.wait_for(lambda: self.in_flight < max(self.minimum, int(self.limit)))
+            self.in_flight += 1
+
+    async def release(self, congested: bool, latency: float | None = None) -> None:
+        """``congested``: a 429, a 5xx or a timeout. ``latency``: seconds per unit of work of a success."""
+        now = time.monotonic()
+        if self.adaptive:
+            if latency is not None and not congested:
+                self._samples += 1
+                self._latency = latency if self._latency is None else 0.8 * self._latency + 0.2 * latency
+                if self._samples >= 10:
+                    self._baseline = self._latency if self._baseline is None else min(self._baseline, self._latency)
+                    congested = self._latency > self.latency_factor * self._baseline
+            cooldown = max(1.0, 2 * (self._baseline or 0.0))
+            if congested and now - self._last_decrease >= cooldown:
+                self.limit = max(float(self.minimum), self.limit / 2)
+                self._last_decrease = now
+                self.decreases += 1
+            elif not congested:
+                self.limit = min(float(self.maximum), self.limit + 1 / max(1.0, self.limit))
+        async with self._condition:
+            self.in_flight -= 1
+            self._condition.notify_all()
+
+
+@dataclass
+class Slot:
+    """One HTTP attempt's permission; ``done`` records how it went."""
+
+    prompt_estimate: int
+    completion_limit: int
+    usage: Usage | None = None
+    congested: bool = False
+    latency: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def done(self, usage: Usage | None, latency: float) -> None:
+        self.usage = usage
+        work = (usage.completion_tokens if usage else 0) + 1
+        self.latency = latency / work if usage and usage.completion_tokens else latency
+
+
+class Governor:
+    """Every attempt passes here: budget reservation first (never wait for something we cannot afford), then a
+    concurrency slot, then the requests/minute and tokens/minute windows."""
+
+    def __init__(
+        self,
+        concurrency: AdaptiveConcurrency,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        budget: Budget | None = None,
+    ) -> None:
+        self.concurrency = concurrency
+        self.rpm = RateWindow(rpm) if rpm else None
+        self.tpm = RateWindow(tpm) if tpm else None
+        self.budget = budget
+
+    @asynccontextmanager
+    async def slot(self, prompt_estimate: int, completion_limit: int, key: str = "") -> AsyncIterator[Slot]:
+        reservation: Reservation | None = None
+        if self.budget is not None:
+            reservation = self.budget.reserve(prompt_estimate, completion_limit)  # raises BudgetExhausted
+        slot = Slot(prompt_estimate, completion_limit)
+        token_entry = None
+        try:
+            await self.concurrency.acquire()
+            try:
+                if self.rpm is not None:
+                    await self.rpm.acquire(1)
+                if self.tpm is not None:
+                    token_entry = await self.tpm.acquire(prompt_estimate + completion_limit)
+                yield slot
+            except BaseException as exc:
+                slot.congested = _congested(exc)
+                raise
+            finally:
+                await self.concurrency.release(slot.congested, slot.latency)
+        finally:
+            if token_entry is not None and self.tpm is not None:
+                self.tpm.adjust(token_entry, slot.usage.total_tokens if slot.usage else 0)
+            if reservation is not None and self.budget is not None:
+                self.budget.settle(reservation, slot.usage, key)
+
+
+def _congested(exc: BaseException) -> bool:
+    """429, 5xx, timeouts and dropped connections say the server is overloaded."""
+    status = getattr(exc, "status_code", None)
+    if status is not None:
+        return status == 429 or status >= 500
+    name = type(exc).__name__
+    return name in ("APITimeoutError", "APIConnectionError", "TimeoutError", "EmptyChoicesError")

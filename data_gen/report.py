@@ -1,0 +1,371 @@
+"""What a run tells people: provenance per example, the manifest, the dataset card, the dry-run estimate and
+the closing summary."""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from data_gen.chat import Usage, request_key
+from data_gen.metrics import report_from_pairs
+from data_gen.pricing import Price
+from data_gen.writers import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from data_gen.budget import Budget
+    from data_gen.cache import ResponseCache
+    from data_gen.config import DistillConfig
+    from data_gen.distiller import Outcome
+    from data_gen.limits import Governor
+    from data_gen.pipeline import Prepared, Stats
+    from data_gen.task import Task
+    from data_gen.workspace import Workspace
+
+CHARS_PER_TOKEN = 4.0  # rough English average, for estimates only (no tokenizer download needed)
+PACKAGES = ("fin-distill", "openai", "tenacity", "jsonschema", "json-repair", "datasets", "pandas", "datasketch")
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
+
+def usage_dict(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cached_prompt_tokens": usage.cached_prompt_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def example_meta(teacher: Any, outcome: Outcome) -> dict[str, Any]:
+    """An accepted example's input, answer and provenance (examples.jsonl)."""
+    record, parsed, completion = outcome.record, outcome.parsed, outcome.completion
+    assert parsed is not None and completion is not None
+    return {
+        "row": record.row,
+        "text": record.text,
+        "gold": record.label,
+        "answer": parsed.answer,
+        "thinking": parsed.thinking,
+        "repairs": parsed.repairs,
+        "provenance": {
+            "teacher": teacher.kind,
+            "model": teacher.model,
+            "served_model": completion.model,
+            "endpoint": teacher.endpoint,
+            "endpoint_host": urlsplit(teacher.endpoint).netloc or teacher.endpoint,
+            "request_key": outcome.key,
+            "asks": outcome.asks,
+            "attempts": completion.attempts,
+            "finish_reason": completion.finish_reason,
+            "usage": usage_dict(outcome.usage),
+            "from_cache": completion.from_cache,
+            "received_at": _iso(completion.created_at),
+        },
+    }
+
+
+# ---------------------------------------------------------------- dry run
+def estimate(
+    config: DistillConfig,
+    task: Task,
+    teacher: Any,
+    price: Price | None,
+    cache: ResponseCache | None,
+    work: Workspace,
+    prepared: Prepared,
+) -> dict[str, Any]:
+    """Requests, tokens and cost a run would need, online and as batch files (no tokenizer, no network)."""
+    from data_gen.distiller import Distiller
+
+    distiller = Distiller(config, task, teacher)
+    limit = distiller.params["max_tokens"]
+    to_send = cached = prompt_chars = 0
+    for record in work.rows():
+        request = distiller.first_request(record)
+        if cache is not None and cache.contains(request_key(teacher.endpoint, request.body()), limit):
+            cached += 1
+            continue
+        to_send += 1
+        prompt_chars += request.prompt_chars()
+    prompt = int(prompt_chars / CHARS_PER_TOKEN)
+    expected = Usage(prompt, to_send * task.expected_completion_tokens)
+    # worst case: every ask uses its whole limit, every row is re-asked max_reasks times and doubled once
+    asks = 1 + distiller.max_reasks
+    worst = Usage(prompt * (asks + 1), to_send * limit * (asks + 2))
+    result: dict[str, Any] = {
+        "rows": prepared.source.rows,
+        "rejected_before_asking": prepared.input_rejected,
+        "rejected_by_reason": dict(work.reject_counts().most_common()),
+        "requests": to_send,
+        "already_cached": cached,
+        "prompt_tokens": expected.prompt_tokens,
+        "completion_tokens_expected": expected.completion_tokens,
+        "completion_tokens_max": worst.completion_tokens,
+        "max_completion_tokens": limit,
+    }
+    for mode, rate in (("online", price), ("batch", price.batch() if price else None)):
+        result[f"cost_{mode}_expected_usd"] = rate.cost(expected) if rate else None
+        result[f"cost_{mode}_max_usd"] = rate.cost(worst) if rate else None
+    return result
+
+
+def format_estimate(est: dict[str, Any], config: DistillConfig, teacher: Any) -> str:
+    def money(value: float | None) -> str:
+        return "unknown (no price for this model in --prices)" if value is None else f"${value:,.4f}"
+
+    reasons = ", ".join(f"{k} {v}" for k, v in est["rejected_by_reason"].items())
+    return "\n".join(
+        [
+            f"dry run: task {config.task}, teacher {teacher.kind} {teacher.model} @ {teacher.endpoint}",
+            f"  input rows               {est['rows']:,}",
+            f"  rejected before asking   {est['rejected_before_asking']:,}" + (f" ({reasons})" if reasons else ""),
+            f"  requests to send         {est['requests']:,} ({est['already_cached']:,} already cached)",
+            f"  prompt tokens (est.)     {est['prompt_tokens']:,}  (characters / {CHARS_PER_TOKEN:g})",
+            f"  completion tokens        {est['completion_tokens_expected']:,} expected; at most "
+            f"{est['completion_tokens_max']:,} (every reply at max_tokens {est['max_completion_tokens']:,}, "
+            f"{config.max_reasks} re-asks and one doubling per row)",
+            f"  cost online              {money(est['cost_online_expected_usd'])} expected, "
+            f"at most {money(est['cost_online_max_usd'])}",
+            f"  cost as batch files      {money(est['cost_batch_expected_usd'])} expected, "
+            f"at most {money(est['cost_batch_max_usd'])} (--batch-write)",
+            "nothing was sent.",
+        ]
+    )
+
+
+# ---------------------------------------------------------------- manifest
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def gold_agreement(task: Task, pairs: Counter) -> dict[str, Any] | None:
+    """How often the teacher's label matches the gold label over rows asked that have one; a row without a
+    parsed answer counts as missing (wrong), never as a class."""
+    if not pairs or not task.labels:
+        return None
+
+    def rounded(value: Any) -> Any:
+        return round(value, 4) if isinstance(value, float) else value
+
+    report = report_from_pairs(pairs, task.labels)
+    result = {k: rounded(v) for k, v in report.items() if k != "per_class"}
+    result["per_class"] = {label: {k: rounded(v) for k, v in m.items()} for label, m in report["per_class"].items()}
+    return result
+
+
+def build_manifest(
+    config: DistillConfig,
+    task: Task,
+    teacher: Any,
+    prepared: Prepared,
+    stats: Stats,
+    rejected: Counter,
+    accepted_by_split: Counter,
+    written: dict[str, Any],
+    price: Price | None,
+    cache: ResponseCache | None,
+    budget: Budget | None,
+    governor: Governor,
+    stop_reason: str | None,
+    started: float,
+    argv: list[str] | None,
+) -> dict[str, Any]:
+    counts = {
+        "input": prepared.source.rows,
+        "accepted": sum(accepted_by_split.values()),
+        "rejected": sum(rejected.values()),
+        "rejected_by_reason": dict(rejected.most_common()),
+        "accepted_by_split": {s: accepted_by_split.get(s, 0) for s in config.splits},
+    }
+    if counts["accepted"] + counts["rejected"] != counts["input"]:  # a bug, never a data problem
+        raise RuntimeError(f"row accounting does not add up: {counts}")
+    ledger = cache.spent(cache.run) if cache is not None else None
+    total = cache.spent() if cache is not None else None
+    elapsed = time.time() - started
+    return {
+        "task": task.name,
+        "name": config.name or task.name,
+        "teacher": {"kind": teacher.kind, "model": teacher.model, "endpoint": teacher.endpoint},
+        "input": {
+            "path": config.input,
+            "format": prepared.source.format,
+            "encoding": prepared.source.encoding,
+            "text_column": prepared.text_column,
+            "label_column": config.label_column,
+            "notes": prepared.source.notes,
+        },
+        "counts": counts,
+        "requests": {
+            "rows_asked": stats.asked,
+            "sent": stats.sent,
+            "answered_from_cache": stats.from_cache,
+            "reasks": stats.reasks,
+            "doubled_max_tokens": stats.bumps,
+            "http_calls": ledger["calls"] if ledger else None,
+        },
+        "usage": usage_dict(stats.sent_usage),
+        "cost_usd": price.cost(stats.sent_usage) if price is not None else None,
+        "dataset_usage": usage_dict(stats.all_usage),
+        "dataset_cost_usd": price.cost(stats.all_usage) if price is not None else None,
+        "price_per_million_tokens": price.__dict__ if price is not None else None,
+        "budget": {
+            "max_cost_usd": config.max_cost,
+            "max_tokens": config.max_tokens,
+            "spent_cost_usd_all_runs": total["cost"] if total else None,
+            "spent_tokens_all_runs": total["tokens"] if total else None,
+            "stopped": stop_reason,
+        },
+        "limits": {
+            "rpm": config.rpm,
+            "tpm": config.tpm,
+            "max_concurrency": config.concurrency,
+            "adaptive_concurrency": config.adaptive_concurrency,
+            "final_concurrency": int(governor.concurrency.limit),
+            "concurrency_decreases": governor.concurrency.decreases,
+        },
+        "gold_agreement": gold_agreement(task, stats.gold_pairs),
+        "repairs": dict(stats.repairs.most_common()),
+        "sampling": {k: v for k, v in _sampling(config, task).items() if v is not None},
+        "files": written["files"],
+        "dataset_info": written["dataset_info"],
+        "config": config.as_dict(),
+        "config_hash": config.hash(),
+        "versions": versions(),
+        "command": " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv)),
+        "started_at": _iso(started),
+        "seconds": round(elapsed, 3),
+        "rows_per_second": round(prepared.source.rows / elapsed, 1) if elapsed > 0 else None,
+    }
+
+
+def _sampling(config: DistillConfig, task: Task) -> dict[str, Any]:
+    from data_gen.distiller import sampling_params
+
+    return sampling_params(config, task)
+
+
+# ---------------------------------------------------------------- dataset card
+def _size_category(n: int) -> str:
+    for bound, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < bound:
+            return name
+    return "1M<n<10M"
+
+
+def write_card(out: Path, manifest: dict[str, Any]) -> None:
+    """README.md with the Hugging Face `datasets` YAML header (configs per format, splits per file), so that
+    `datasets.load_dataset(<out>, "sharegpt")` works, and a body a person reads."""
+    configs = []
+    for fmt in manifest["config"]["formats"]:
+        files = [
+            {"split": f.split("_", 1)[1].removesuffix(".jsonl"), "path": f}
+            for f in manifest["files"]
+            if f.startswith(f"{fmt}_")
+        ]
+        if files:
+            configs.append({"config_name": fmt, "data_files": files})
+    header = {
+        "configs": configs,
+        "language": ["en"],
+        "task_categories": ["text-generation"],
+        "tags": ["finance", "distillation", "chain-of-thought", manifest["task"]],
+        "size_categories": [_size_category(manifest["counts"]["accepted"])],
+        "pretty_name": f"{manifest['name']} (distilled with fin-distill)",
+    }
+    counts = manifest["counts"]
+    cost = manifest["cost_usd"]
+    lines = [
+        "---",
+        yaml.safe_dump(header, sort_keys=False).rstrip(),
+        "---",
+        "",
+        f"# {manifest['name']}",
+        "",
+        f"Training data for the `{manifest['task']}` task, distilled from teacher `{manifest['teacher']['model']}` "
+        f"({manifest['teacher']['kind']}, {manifest['teacher']['endpoint']}) by fin-distill.",
+        "",
+        "## Counts",
+        "",
+        f"{counts['input']:,} input rows: {counts['accepted']:,} accepted, {counts['rejected']:,} rejected.",
+        "",
+        "| split | examples |",
+        "|---|---|",
+        *[f"| {s} | {n:,} |" for s, n in counts["accepted_by_split"].items()],
+        "",
+        "| rejection reason | rows |",
+        "|---|---|",
+        *[f"| {r} | {n:,} |" for r, n in counts["rejected_by_reason"].items()],
+        "",
+        "## Cost",
+        "",
+        f"This run: {manifest['usage']['total_tokens']:,} tokens, "
+        f"{'unknown cost' if cost is None else f'${cost:.4f}'}; the whole dataset took "
+        f"{manifest['dataset_usage']['total_tokens']:,} tokens"
+        + ("" if manifest["dataset_cost_usd"] is None else f" (${manifest['dataset_cost_usd']:.4f})")
+        + ".",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        manifest["command"],
+        "```",
+        "",
+        f"Config hash `{manifest['config_hash']}`; package versions, sampling settings and per-example provenance are "
+        "in `manifest.json` and `examples.jsonl`; every rejected row is in `rejects.jsonl`.",
+        "",
+    ]
+    gold = manifest.get("gold_agreement")
+    if gold:
+        lines[-1:-1] = [
+            "## Agreement with gold labels",
+            "",
+            f"Accuracy {gold['accuracy']:.3f}, macro-F1 {gold['macro_f1']:.3f}, weighted F1 {gold['weighted_f1']:.3f} "
+            f"on {gold['n']:,} rows.",
+            "",
+        ]
+    atomic_write_text(out / "README.md", "\n".join(lines))
+    atomic_write_json(out / "manifest.json", manifest)
+
+
+def summary_lines(manifest: dict[str, Any], out: str) -> list[str]:
+    counts = manifest["counts"]
+    reasons = ", ".join(f"{k} {v}" for k, v in counts["rejected_by_reason"].items()) or "none"
+    cost = manifest["cost_usd"]
+    requests = manifest["requests"]
+    lines = [
+        f"{counts['input']:,} rows: {counts['accepted']:,} accepted "
+        f"({', '.join(f'{k} {v}' for k, v in counts['accepted_by_split'].items())}), "
+        f"{counts['rejected']:,} rejected ({reasons})",
+        f"teacher requests sent {requests['sent']:,}, answered from cache {requests['answered_from_cache']:,}; "
+        f"tokens {manifest['usage']['total_tokens']:,}; cost {'unknown' if cost is None else f'${cost:.4f}'}; "
+        f"{manifest['rows_per_second']} rows/s",
+    ]
+    gold = manifest.get("gold_agreement")
+    if gold:
+        lines.append(
+            f"agreement with gold labels: accuracy {gold['accuracy']:.3f}, macro-F1 {gold['macro_f1']:.3f} "
+            f"on {gold['n']:,} rows"
+        )
+    lines.append(
+        f"wrote {out}/: {len(manifest['files'])} training files, dataset_info.json (LLaMA-Factory), "
+        "axolotl_*.yaml, examples.jsonl, rejects.jsonl, manifest.json, README.md (dataset card)"
+    )
+    return lines

@@ -1,0 +1,104 @@
+"""Scratch state of one run, on disk so that memory does not grow with the input: seen ids, duplicate-detection
+state, the rows still to ask, every rejection and every accepted example. Rebuilt from scratch by every run
+(paid work lives in cache.sqlite, never here) and deleted when the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from data_gen.sources import Record
+
+SCHEMA = """
+CREATE TABLE ids (id TEXT PRIMARY KEY, row INTEGER);
+CREATE TABLE rows (seq INTEGER PRIMARY KEY, id TEXT, row INTEGER, text TEXT, label TEXT);
+CREATE TABLE rejects (row INTEGER, id TEXT, reason TEXT, detail TEXT, request_key TEXT);
+CREATE TABLE examples (row INTEGER PRIMARY KEY, id TEXT, split TEXT, user TEXT, assistant TEXT, meta TEXT);
+"""
+PAGE = 1000
+
+
+class Workspace:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in (path, path.with_name(path.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=OFF")  # scratch: a crash loses nothing that is not rebuilt
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.executescript(SCHEMA)
+
+    # ---------------- input pass ----------------
+    def first_row_of(self, rid: str, row: int) -> int | None:
+        """The row that first had this id, or None (and this row is remembered as the first)."""
+        found = self.db.execute("SELECT row FROM ids WHERE id = ?", (rid,)).fetchone()
+        if found:
+            return found[0]
+        self.db.execute("INSERT INTO ids VALUES (?, ?)", (rid, row))
+        return None
+
+    def add_row(self, record: Record) -> None:
+        self.db.execute(
+            "INSERT INTO rows (id, row, text, label) VALUES (?, ?, ?, ?)",
+            (record.id, record.row, record.text, record.label),
+        )
+
+    def rows(self) -> Iterator[Record]:
+        """The rows to ask, in input order, a page at a time."""
+        last = 0
+        while True:
+            page = self.db.execute(
+                "SELECT seq, id, row, text, label FROM rows WHERE seq > ? ORDER BY seq LIMIT ?", (last, PAGE)
+            ).fetchall()
+            if not page:
+                return
+            for _, rid, row, text, label in page:
+                yield Record(rid, text, row, label)
+            last = page[-1][0]
+
+    def count_rows(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+
+    # ---------------- outcomes ----------------
+    def reject(self, row: int, rid: str | None, reason: str, detail: str, request_key: str | None = None) -> None:
+        self.db.execute("INSERT INTO rejects VALUES (?, ?, ?, ?, ?)", (row, rid, reason, detail, request_key))
+
+    def rejects(self) -> Iterator[dict[str, Any]]:
+        cursor = self.db.execute("SELECT row, id, reason, detail, request_key FROM rejects ORDER BY row")
+        for row, rid, reason, detail, key in cursor:
+            item = {"id": rid, "row": row, "reason": reason, "detail": detail}
+            if key:
+                item["request_key"] = key  # finds the raw reply in cache.sqlite
+            yield item
+
+    def reject_counts(self) -> Counter:
+        return Counter(dict(self.db.execute("SELECT reason, COUNT(*) FROM rejects GROUP BY reason")))
+
+    def add_example(self, row: int, rid: str, split: str, user: str, assistant: str, meta: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?)",
+            (row, rid, split, user, assistant, json.dumps(meta, ensure_ascii=False)),
+        )
+
+    def drop_example(self, row: int) -> None:
+        self.db.execute("DELETE FROM examples WHERE row = ?", (row,))
+
+    def examples(self) -> Iterator[tuple[int, str, str, str, str, dict[str, Any]]]:
+        """Accepted examples in input order. Do not change the table while iterating."""
+        cursor = self.db.execute("SELECT row, id, split, user, assistant, meta FROM examples ORDER BY row")
+        for row, rid, split, user, assistant, meta in cursor:
+            yield row, rid, split, user, assistant, json.loads(meta)
+
+    def example_counts(self) -> Counter:
+        return Counter(dict(self.db.execute("SELECT split, COUNT(*) FROM examples GROUP BY split")))
+
+    def close(self, delete: bool = True) -> None:
+        self.db.close()
+        if delete:
+            self.path.unlink(missing_ok=True)
