@@ -92,6 +92,31 @@ class Stats:
             self.gold_pairs[(outcome.record.label, predicted)] += 1
 
 
+@dataclass
+class RunContext:
+    """Everything one run works with, in one place."""
+
+    config: DistillConfig
+    task: Task
+    teacher: Teacher
+    price: Price | None
+    cache: ResponseCache | None
+    budget: Budget | None
+    governor: Governor
+    work: Workspace
+    out: Path
+    started: float
+    argv: list[str] | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, name: str, since: tuple[float, float]) -> tuple[float, float]:
+        """Record the wall and CPU seconds of a pass since ``since``; returns the new mark."""
+        now = (time.perf_counter(), time.process_time())
+        self.timings[f"{name}_s"] = round(now[0] - since[0], 3)
+        self.timings[f"{name}_cpu_s"] = round(now[1] - since[1], 3)
+        return now
+
+
 # ---------------------------------------------------------------- pass 1: read
 def prepare(config: DistillConfig, task: Task, work: Workspace) -> Prepared:
     """Stream the input into the workspace: rejections, duplicates, normalized gold labels, rows to ask."""
@@ -199,6 +224,8 @@ def write_outputs(config: DistillConfig, task: Task, work: Workspace, out: Path)
     """Training files, examples.jsonl, rejects.jsonl and the registries, all renamed into place together."""
     name = config.name or task.name
     invalid: list[tuple[int, str, str]] = []
+    for leftover in out.glob(".*.tmp"):  # temporary files of a run that was killed while writing
+        leftover.unlink()
     with AtomicFiles(out) as files:
         writer = TrainingWriter(files, config.formats)
         examples = files.open("examples.jsonl")
@@ -250,17 +277,18 @@ async def distill(config: DistillConfig, argv: list[str] | None = None) -> dict[
         scratch = tempfile.TemporaryDirectory(prefix="fin-distill-") if (config.dry_run or out is None) else None
         work = Workspace(Path(scratch.name if scratch else out) / ".work.sqlite")  # type: ignore[arg-type]
         try:
+            mark = (time.perf_counter(), time.process_time())
             prepared = prepare(config, task, work)
             if config.dry_run:
                 est = estimate(config, task, teacher, price, cache, work, prepared)
                 print(format_estimate(est, config, teacher))
                 return {"dry_run": est}
             assert out is not None
+            run = RunContext(config, task, teacher, price, cache, budget, governor, work, out, started, argv)
+            mark = run.timed("read", mark)
             handler = _log_file(out)
             try:
-                return await _run(
-                    config, task, teacher, cache, budget, governor, price, work, prepared, out, started, argv
-                )
+                return await _run(run, prepared, mark)
             finally:
                 log.removeHandler(handler)
                 handler.close()
@@ -274,20 +302,8 @@ async def distill(config: DistillConfig, argv: list[str] | None = None) -> dict[
             cache.close()
 
 
-async def _run(
-    config: DistillConfig,
-    task: Task,
-    teacher: Teacher,
-    cache: ResponseCache | None,
-    budget: Budget | None,
-    governor: Governor,
-    price: Price | None,
-    work: Workspace,
-    prepared: Prepared,
-    out: Path,
-    started: float,
-    argv: list[str] | None,
-) -> dict[str, Any]:
+async def _run(run: RunContext, prepared: Prepared, mark: tuple[float, float]) -> dict[str, Any]:
+    config, task, teacher, cache, out = run.config, run.task, run.teacher, run.cache, run.out
     log.info(
         "start: task=%s teacher=%s model=%s endpoint=%s input=%s rows=%d to_ask=%d",
         task.name,
@@ -309,31 +325,16 @@ async def _run(
         if cache is not None:
             asker = CachedTeacher(teacher, cache)
     try:
-        stats, distiller = await ask_all(config, task, asker, work, prepared.to_ask, price)
+        stats, distiller = await ask_all(config, task, asker, run.work, prepared.to_ask, run.price)
     finally:
         if batch_writer is not None:
             batch_writer.close()
+    mark = run.timed("ask", mark)
     if batch_writer is not None:
         return _batch_summary(stats, batch_writer, out)
-    written = write_outputs(config, task, work, out)
-    counts = work.reject_counts()
-    manifest = build_manifest(
-        config,
-        task,
-        teacher,
-        prepared,
-        stats,
-        counts,
-        work.example_counts(),
-        written,
-        price,
-        cache,
-        budget,
-        governor,
-        distiller.stop_reason,
-        started,
-        argv,
-    )
+    written = write_outputs(config, task, run.work, out)
+    run.timed("write", mark)
+    manifest = build_manifest(run, prepared, stats, written, distiller.stop_reason)
     write_card(out, manifest)
     log.info(
         "done: %d accepted, %d rejected, %.1f rows/s",

@@ -22,12 +22,10 @@ from data_gen.pricing import Price
 from data_gen.writers import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
-    from data_gen.budget import Budget
     from data_gen.cache import ResponseCache
     from data_gen.config import DistillConfig
     from data_gen.distiller import Outcome
-    from data_gen.limits import Governor
-    from data_gen.pipeline import Prepared, Stats
+    from data_gen.pipeline import Prepared, RunContext, Stats
     from data_gen.task import Task
     from data_gen.workspace import Workspace
 
@@ -172,22 +170,17 @@ def gold_agreement(task: Task, pairs: Counter) -> dict[str, Any] | None:
 
 
 def build_manifest(
-    config: DistillConfig,
-    task: Task,
-    teacher: Any,
-    prepared: Prepared,
-    stats: Stats,
-    rejected: Counter,
-    accepted_by_split: Counter,
-    written: dict[str, Any],
-    price: Price | None,
-    cache: ResponseCache | None,
-    budget: Budget | None,
-    governor: Governor,
-    stop_reason: str | None,
-    started: float,
-    argv: list[str] | None,
+    run: RunContext, prepared: Prepared, stats: Stats, written: dict[str, Any], stop_reason: str | None
 ) -> dict[str, Any]:
+    config, task, teacher, price, cache, governor = (
+        run.config,
+        run.task,
+        run.teacher,
+        run.price,
+        run.cache,
+        run.governor,
+    )
+    rejected, accepted_by_split = run.work.reject_counts(), run.work.example_counts()
     counts = {
         "input": prepared.source.rows,
         "accepted": sum(accepted_by_split.values()),
@@ -199,7 +192,7 @@ def build_manifest(
         raise RuntimeError(f"row accounting does not add up: {counts}")
     ledger = cache.spent(cache.run) if cache is not None else None
     total = cache.spent() if cache is not None else None
-    elapsed = time.time() - started
+    elapsed = time.time() - run.started
     return {
         "task": task.name,
         "name": config.name or task.name,
@@ -249,9 +242,10 @@ def build_manifest(
         "config": config.as_dict(),
         "config_hash": config.hash(),
         "versions": versions(),
-        "command": " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv)),
-        "started_at": _iso(started),
+        "command": " ".join(shlex.quote(a) for a in (run.argv if run.argv is not None else sys.argv)),
+        "started_at": _iso(run.started),
         "seconds": round(elapsed, 3),
+        "timings": run.timings,
         "rows_per_second": round(prepared.source.rows / elapsed, 1) if elapsed > 0 else None,
     }
 

@@ -1,11 +1,17 @@
-"""A small scripted OpenAI-compatible HTTP server on 127.0.0.1, for faults a real server will not produce on
-demand: 429 with or without Retry-After, 500, slow answers, dropped connections, bad JSON, empty choices.
+"""A small scripted OpenAI-compatible HTTP server on 127.0.0.1: try the `openai` teacher path without a key or a
+model, benchmark the client, and produce the faults a real server will not produce on demand (429 with or without
+Retry-After, 500, slow answers, dropped connections, bad JSON, empty choices).
 
-The real-server tests use `llamafactory-cli api` (tests/test_engine_llamafactory.py); this one only scripts.
+    python -m data_gen.fake_server --port 8000 --latency 0.2      # answers every finsight request validly
+    python -m data_gen.distill --input news.csv --teacher openai --base-url http://127.0.0.1:8000/v1 \
+        --model fake --api-key-env "" --out /tmp/try
+
+Tests use it for faults; the real-server tests use `llamafactory-cli api` (tests/test_engine_llamafactory.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -43,12 +49,33 @@ def answer(content: str, **kwargs: Any) -> Reply:
 Script = Callable[[dict[str, Any], int], Reply]  # (request body, how many times this exact body was seen) -> Reply
 
 
-class FakeOpenAI:
-    """``with FakeOpenAI(script) as server: server.base_url``; records every request it receives."""
+def always_valid(body: dict[str, Any], count: int) -> Reply:
+    """The default script: a well-formed finsight answer to every request."""
+    return answer(finsight_reply())
 
-    def __init__(self, script: Script, api_key: str | None = None) -> None:
+
+class FakeOpenAI:
+    """``with FakeOpenAI(script) as server: server.base_url``; records every request it receives.
+
+    ``latency`` delays every answer; ``rpm_limit`` answers 429 (with Retry-After) past that many requests in a
+    rolling minute; ``realistic_usage`` reports ~4 characters per token instead of the script's usage."""
+
+    def __init__(
+        self,
+        script: Script = always_valid,
+        api_key: str | None = None,
+        latency: float = 0.0,
+        rpm_limit: int | None = None,
+        realistic_usage: bool = False,
+        port: int = 0,
+    ) -> None:
         self.script = script
         self.api_key = api_key
+        self.latency = latency
+        self.rpm_limit = rpm_limit
+        self.realistic_usage = realistic_usage
+        self.port = port
+        self.rejected_by_limit = 0
         self.requests: list[dict[str, Any]] = []
         self.auth_headers: list[str | None] = []
         self.seen: Counter[str] = Counter()
@@ -111,9 +138,9 @@ class FakeOpenAI:
                     fake.times.append(time.monotonic())
                     fake.seen[key] += 1
                     count = fake.seen[key]
-                reply = fake.script(body, count)
-                if reply.delay:
-                    time.sleep(reply.delay)
+                reply = fake._limited() or fake.script(body, count)
+                if reply.delay or fake.latency:
+                    time.sleep(reply.delay or fake.latency)
                 if reply.drop:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -129,6 +156,9 @@ class FakeOpenAI:
                 if reply.reasoning is not None:
                     message[reply.reasoning_field] = reply.reasoning
                 usage = dict(reply.usage) if reply.usage is not None else None
+                if usage is not None and fake.realistic_usage:
+                    chars = sum(len(m.get("content") or "") for m in body.get("messages", []))
+                    usage = {"prompt_tokens": chars // 4 + 1, "completion_tokens": len(reply.content or "") // 4 + 1}
                 if usage is not None:
                     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                     if reply.cached_tokens is not None:
@@ -145,12 +175,24 @@ class FakeOpenAI:
                 }
                 self._send(200, json.dumps(completion).encode(), reply.headers)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self._server.request_queue_size = 128
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
+
+    def _limited(self) -> Reply | None:
+        """A 429 when the last minute already saw ``rpm_limit`` requests (the one just received included)."""
+        if self.rpm_limit is None:
+            return None
+        with self._lock:
+            now = self.times[-1]
+            recent = sum(1 for t in reversed(self.times) if t > now - 60.0)
+            if recent <= self.rpm_limit:
+                return None
+            self.rejected_by_limit += 1
+        return Reply(status=429, headers={"Retry-After": "1"}, error="rate limit exceeded")
 
     def __exit__(self, *exc: Any) -> None:
         assert self._server is not None and self._thread is not None
@@ -172,3 +214,43 @@ def user_text(body: dict[str, Any]) -> str:
     """The input text of a finsight request (the first user turn, minus the template's 'Text: ')."""
     user = next(m["content"] for m in body["messages"] if m["role"] == "user")
     return user.removeprefix("Text: ")
+
+
+def max_in_window(times: list[float], period: float = 60.0) -> int:
+    """The most requests that fell in any rolling window of ``period`` seconds."""
+    best, start = 0, 0
+    ordered = sorted(times)
+    for end, at in enumerate(ordered):
+        while ordered[start] <= at - period:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def main() -> None:
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")
+    parser.add_argument("--rpm-limit", type=int, default=None, help="answer 429 past this many requests a minute")
+    parser.add_argument("--api-key", default=None, help="require this bearer token")
+    parser.add_argument("--times", default=None, help="on exit, write the arrival time of every request here")
+    args = parser.parse_args()
+    server = FakeOpenAI(
+        api_key=args.api_key, latency=args.latency, rpm_limit=args.rpm_limit, realistic_usage=True, port=args.port
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with server:
+        print(f"fake OpenAI-compatible server on {server.base_url} (Ctrl-C to stop)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    if args.times:
+        with open(args.times, "w", encoding="utf-8") as handle:
+            json.dump({"times": server.times, "rejected_by_limit": server.rejected_by_limit}, handle)
+
+
+if __name__ == "__main__":
+    main()
