@@ -94,7 +94,7 @@ class BatchingTeacher:
         return getattr(self.teacher, name)
 
     async def complete(self, request: ChatRequest, refresh: bool = False) -> Completion:
-        key = request_key(self.teacher.endpoint, request.body())
+        key = request.key or request_key(self.teacher.endpoint, request.body())
         if not refresh:
             stored = self.cache.lookup(key, request.max_tokens)
             if stored is not None:

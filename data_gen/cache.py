@@ -181,11 +181,8 @@ class CachedTeacher:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.teacher, name)
 
-    def key(self, request: ChatRequest) -> str:
-        return request_key(self.teacher.endpoint, request.body())
-
     async def complete(self, request: ChatRequest, refresh: bool = False) -> Completion:
-        key = self.key(request)
+        key = request.key or request_key(self.teacher.endpoint, request.body())
         if not refresh:
             stored = self.cache.lookup(key, request.max_tokens)
             if stored is not None:

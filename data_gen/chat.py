@@ -25,6 +25,7 @@ class ChatRequest:
     messages: list[dict[str, str]]
     params: dict[str, Any]
     text: str | None = field(default=None, compare=False)
+    key: str | None = field(default=None, compare=False)  # its request_key, when the caller computed it already
 
     def body(self) -> dict[str, Any]:
         return {
@@ -37,8 +38,6 @@ class ChatRequest:
     def max_tokens(self) -> int:
         return int(self.params.get("max_tokens") or 0)
 
-    def with_max_tokens(self, max_tokens: int) -> ChatRequest:
-        return ChatRequest(self.model, self.messages, {**self.params, "max_tokens": max_tokens}, self.text)
 
     def prompt_chars(self) -> int:
         return sum(len(m.get("content") or "") for m in self.messages)

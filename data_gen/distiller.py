@@ -112,8 +112,9 @@ class Distiller:
         base = self.task.messages(record.text)
         messages, limit, reasks = base, self.params["max_tokens"], 0
         while True:
-            request = ChatRequest(self.teacher.model, messages, {**self.params, "max_tokens": limit}, text=record.text)
-            outcome.key = request_key(self.teacher.endpoint, request.body())
+            params = {**self.params, "max_tokens": limit}
+            outcome.key = request_key(self.teacher.endpoint, ChatRequest(self.teacher.model, messages, params).body())
+            request = ChatRequest(self.teacher.model, messages, params, text=record.text, key=outcome.key)
             try:
                 completion = await self.teacher.complete(request, refresh=refresh)
             except BudgetExhausted as exc:

@@ -68,6 +68,7 @@ class FakeOpenAI:
         rpm_limit: int | None = None,
         realistic_usage: bool = False,
         port: int = 0,
+        fail_429: float = 0.0,
     ) -> None:
         self.script = script
         self.api_key = api_key
@@ -76,6 +77,8 @@ class FakeOpenAI:
         self.realistic_usage = realistic_usage
         self.port = port
         self.rejected_by_limit = 0
+        self.fail_429 = fail_429  # share of requests answered 429 (Retry-After: 1) at random
+        self._random = __import__("random").Random(0)
         self.requests: list[dict[str, Any]] = []
         self.auth_headers: list[str | None] = []
         self.seen: Counter[str] = Counter()
@@ -184,6 +187,8 @@ class FakeOpenAI:
 
     def _limited(self) -> Reply | None:
         """A 429 when the last minute already saw ``rpm_limit`` requests (the one just received included)."""
+        if self.fail_429 and self._random.random() < self.fail_429:
+            return Reply(status=429, headers={"Retry-After": "1"}, error="scripted rate limit")
         if self.rpm_limit is None:
             return None
         with self._lock:
@@ -235,11 +240,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")
     parser.add_argument("--rpm-limit", type=int, default=None, help="answer 429 past this many requests a minute")
+    parser.add_argument("--fail-429", type=float, default=0.0, help="answer this share of requests with 429")
     parser.add_argument("--api-key", default=None, help="require this bearer token")
     parser.add_argument("--times", default=None, help="on exit, write the arrival time of every request here")
     args = parser.parse_args()
     server = FakeOpenAI(
-        api_key=args.api_key, latency=args.latency, rpm_limit=args.rpm_limit, realistic_usage=True, port=args.port
+        api_key=args.api_key,
+        latency=args.latency,
+        rpm_limit=args.rpm_limit,
+        realistic_usage=True,
+        port=args.port,
+        fail_429=args.fail_429,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -75,7 +75,7 @@ class RateWindow:
 class AdaptiveConcurrency:
     """How many requests may be in flight: additive increase, multiplicative decrease (AIMD)."""
 
-    def __init__(self, maximum: int, adaptive: bool = True, minimum: int = 1, latency_factor: float = 2.5) -> None:
+    def __init__(self, maximum: int, adaptive: bool = True, minimum: int = 1, latency_factor: float = 4.0) -> None:
         self.maximum = maximum
         self.minimum = min(minimum, maximum)
         self.adaptive = adaptive
@@ -100,8 +100,9 @@ class AdaptiveConcurrency:
         if self.adaptive:
             if latency is not None and not congested:
                 self._samples += 1
-                self._latency = latency if self._latency is None else 0.8 * self._latency + 0.2 * latency
-                if self._samples >= 10:
+                # a slow average: one slow answer is noise, a queue building up in the server is not
+                self._latency = latency if self._latency is None else 0.95 * self._latency + 0.05 * latency
+                if self._samples >= 20:
                     self._baseline = self._latency if self._baseline is None else min(self._baseline, self._latency)
                     congested = self._latency > self.latency_factor * self._baseline
             cooldown = max(1.0, 2 * (self._baseline or 0.0))

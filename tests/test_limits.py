@@ -68,12 +68,16 @@ def test_adaptive_concurrency_halves_on_congestion_and_creeps_back() -> None:
 def test_adaptive_concurrency_backs_off_when_latency_climbs() -> None:
     async def run() -> AdaptiveConcurrency:
         limit = AdaptiveConcurrency(maximum=32)
-        for _ in range(20):
+        for _ in range(30):
             await limit.acquire()
             await limit.release(congested=False, latency=0.1)
-        for _ in range(20):  # the server starts queueing: same work, four times slower
+        for _ in range(30):  # a little slower (3x): noise, or a busy client; no reason to back off
             await limit.acquire()
-            await limit.release(congested=False, latency=0.4)
+            await limit.release(congested=False, latency=0.3)
+        assert limit.decreases == 0
+        for _ in range(60):  # the server queues requests: ten times slower
+            await limit.acquire()
+            await limit.release(congested=False, latency=1.0)
         return limit
 
     limit = asyncio.run(run())

@@ -1,0 +1,206 @@
+"""Client throughput and memory of `python -m data_gen.distill` against a local OpenAI-compatible server.
+
+    python -m benchmarks.distill_throughput                      # 2,000 rows, 200 ms latency, C = 4, 16, 64, 128
+    python -m benchmarks.distill_throughput --rpm 600 --rows 1200 --concurrency 64      # a rate-limited run
+    python -m benchmarks.distill_throughput --fail-429 0.05 --concurrency 64            # with random 429s
+    python -m benchmarks.distill_throughput --stream-rows 1000000                        # memory, 1M-row input
+
+The server (``python -m data_gen.fake_server``) runs in its own process with a fixed latency and answers every
+request validly; the client is the real CLI in its own process, with the cache, validation and all writing. For
+each run: requests/s over the asking pass, the ceiling min(C / latency, rate limit), their ratio, the client's CPU
+time per request, its peak RSS, and, with a rate limit, the most requests the server saw in any rolling minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from data_gen.fake_server import max_in_window
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_rows(path: Path, rows: int) -> None:
+    """Distinct short financial sentences (duplicates would be dropped before asking)."""
+    verbs = ("rose", "fell", "was unchanged", "jumped", "slipped")
+    with path.open("w", encoding="utf-8") as handle:
+        for i in range(rows):
+            text = f"Company {i} Oyj said net sales {verbs[i % 5]} {i % 97}.{i % 10} percent in quarter {i % 4 + 1}."
+            handle.write(json.dumps({"id": f"r{i}", "text": text}) + "\n")
+
+
+def run_client(argv: list[str], env: dict[str, str]) -> tuple[int, float, dict]:
+    """Run the CLI as a child; returns (exit code, wall seconds, its rusage as a dict)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"client failed ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+    return proc.returncode, wall, {"max_rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
+
+
+def online_run(args: argparse.Namespace, concurrency: int, work: Path) -> dict:
+    port = free_port()
+    times_file = work / f"times-{concurrency}.json"
+    server_cmd = [
+        sys.executable,
+        "-m",
+        "data_gen.fake_server",
+        "--port",
+        str(port),
+        "--latency",
+        str(args.latency),
+        "--times",
+        str(times_file),
+        "--fail-429",
+        str(args.fail_429),
+    ]
+    if args.rpm:
+        server_cmd += ["--rpm-limit", str(int(args.rpm))]  # the server refuses what exceeds the limit
+    server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    server.stdout.readline()  # "fake OpenAI-compatible server on ..."
+    out = work / f"out-{concurrency}"
+    client = [
+        sys.executable,
+        "-m",
+        "data_gen.distill",
+        "--input",
+        str(work / "rows.jsonl"),
+        "--id-column",
+        "id",
+        "--teacher",
+        "openai",
+        "--base-url",
+        f"http://127.0.0.1:{port}/v1",
+        "--model",
+        "fake",
+        "--api-key-env",
+        "",
+        "--concurrency",
+        str(concurrency),
+        "--no-dedup",
+        "--no-progress",
+        "--formats",
+        "sharegpt",
+        "--out",
+        str(out),
+        "--timeout",
+        "30",
+    ]
+    if args.rpm:
+        client += ["--rpm", str(args.rpm)]
+    try:
+        _, wall, usage = run_client(client, {**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    manifest = json.loads((out / "manifest.json").read_text())
+    seen = json.loads(times_file.read_text())
+    calls = len(seen["times"])
+    ask_s = manifest["timings"]["ask_s"]
+    ceiling = concurrency / args.latency
+    if args.rpm:
+        ceiling = min(ceiling, args.rpm / 60)
+    rate = manifest["requests"]["sent"] / ask_s
+    return {
+        "concurrency": concurrency,
+        "rows": manifest["counts"]["input"],
+        "accepted": manifest["counts"]["accepted"],
+        "http_calls": calls,
+        "ask_s": ask_s,
+        "requests_per_s": round(rate, 1),
+        "ceiling_per_s": round(ceiling, 1),
+        "ratio": round(rate / ceiling, 3),
+        "client_cpu_ms_per_request": round(1000 * manifest["timings"]["ask_cpu_s"] / max(1, calls), 2),
+        "client_peak_rss_mb": round(usage["max_rss_mb"], 1),
+        "client_wall_s": round(wall, 2),
+        "max_requests_in_any_60s": max_in_window(seen["times"], 60.0),
+        "server_429_for_exceeding_the_limit": seen["rejected_by_limit"],
+        "final_concurrency": manifest["limits"]["final_concurrency"],
+        "concurrency_decreases": manifest["limits"]["concurrency_decreases"],
+    }
+
+
+def stream_run(rows: int, work: Path) -> dict:
+    """The whole offline pipeline (rules teacher, duplicate detection on) over a generated input of ``rows``."""
+    path = work / f"stream-{rows}.jsonl"
+    write_rows(path, rows)
+    out = work / f"stream-{rows}"
+    client = [
+        sys.executable,
+        "-m",
+        "data_gen.distill",
+        "--input",
+        str(path),
+        "--id-column",
+        "id",
+        "--no-progress",
+        "--formats",
+        "sharegpt",
+        "--out",
+        str(out),
+    ]
+    _, wall, usage = run_client(client, dict(os.environ))
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {
+        "rows": rows,
+        "accepted": manifest["counts"]["accepted"],
+        "wall_s": round(wall, 1),
+        "rows_per_s": round(rows / wall, 1),
+        "peak_rss_mb": round(usage["max_rss_mb"], 1),
+        "timings": manifest["timings"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--latency", type=float, default=0.2, help="server latency in seconds")
+    parser.add_argument("--concurrency", default="4,16,64,128", help="comma-separated values of C")
+    parser.add_argument("--rpm", type=float, default=None, help="client --rpm (and the server's enforced limit)")
+    parser.add_argument("--fail-429", type=float, default=0.0, help="share of requests the server answers 429")
+    parser.add_argument("--stream-rows", default="", help="comma-separated input sizes for the memory runs")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="fin-distill-bench-"))
+    results: dict = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "latency_s": args.latency,
+        "rpm": args.rpm,
+        "fail_429": args.fail_429,
+        "online": [],
+        "streaming": [],
+    }
+    if args.concurrency:
+        write_rows(work / "rows.jsonl", args.rows)
+        for c in (int(x) for x in args.concurrency.split(",")):
+            result = online_run(args, c, work)
+            results["online"].append(result)
+            print(json.dumps(result), flush=True)
+    for rows in (int(x) for x in args.stream_rows.split(",") if x):
+        result = stream_run(rows, work)
+        results["streaming"].append(result)
+        print(json.dumps(result), flush=True)
+    print(json.dumps(results, indent=2))
+    if not args.keep:
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+if __name__ == "__main__":
+    main()
