@@ -34,12 +34,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+VOCABULARY = (
+    "sales profit revenue orders margin guidance outlook demand costs debt dividend shares bank insurer retailer "
+    "miner shipper airline utility telecom chipmaker automaker brewer pharma biotech rose fell jumped slipped grew "
+    "declined doubled halved beat missed raised cut lowered lifted narrowed widened quarter year month region unit "
+    "plant contract deal merger lawsuit probe recall strike upgrade downgrade target estimate consensus analysts "
+    "investors euro dollar krona yen oil copper wheat steel freight rates inflation jobs housing exports imports "
+    "Nordic Asian European American German Finnish Swedish Japanese Chinese Indian Brazilian Canadian record weak "
+    "strong stable volatile cheaper pricier delayed early late higher lower new old major minor partial full"
+)
+
+
 def write_rows(path: Path, rows: int) -> None:
-    """Distinct short financial sentences (duplicates would be dropped before asking)."""
-    verbs = ("rose", "fell", "was unchanged", "jumped", "slipped")
+    """Distinct, dissimilar short financial sentences (random words: near-duplicates are rare, as in real news)."""
+    import random
+
+    rng = random.Random(0)
+    vocabulary = VOCABULARY.split()
     with path.open("w", encoding="utf-8") as handle:
         for i in range(rows):
-            text = f"Company {i} Oyj said net sales {verbs[i % 5]} {i % 97}.{i % 10} percent in quarter {i % 4 + 1}."
+            words = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(12, 24)))
+            text = f"Company {i} said {words} by {rng.randint(1, 99)}.{rng.randint(0, 9)} percent."
             handle.write(json.dumps({"id": f"r{i}", "text": text}) + "\n")
 
 

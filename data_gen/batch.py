@@ -176,6 +176,8 @@ def _completion(item: dict[str, Any]) -> tuple[Completion | None, str | None]:
         code = error.get("code") if isinstance(error, dict) else None
         return None, f"error_{code}" if code else "error"
     response = item.get("response") or {}
+    if "choices" in response:  # older vllm run-batch: the completion itself, without status_code / body
+        response = {"status_code": 200, "body": response}
     status = response.get("status_code")
     if status != 200:
         return None, f"http_{status}"

@@ -38,7 +38,6 @@ class ChatRequest:
     def max_tokens(self) -> int:
         return int(self.params.get("max_tokens") or 0)
 
-
     def prompt_chars(self) -> int:
         return sum(len(m.get("content") or "") for m in self.messages)
 

