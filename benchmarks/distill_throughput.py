@@ -7,8 +7,11 @@
 
 The server (``python -m data_gen.fake_server``) runs in its own process with a fixed latency and answers every
 request validly; the client is the real CLI in its own process, with the cache, validation and all writing. For
-each run: requests/s over the asking pass, the ceiling min(C / latency, rate limit), their ratio, the client's CPU
-time per request, its peak RSS, and, with a rate limit, the most requests the server saw in any rolling minute.
+each run: requests/s over the asking pass (after the one-time connect: SDK import, connection pool, GET /models),
+the ceiling min(C / latency, rate limit), their ratio, the same for the middle 80% of requests as the server saw
+them (steady state), the client's CPU time per request and the rate one core can drive at that cost (the target
+applies where the ceiling is below it), its peak RSS, and, with a rate limit, the most requests the server saw in
+any rolling minute.
 """
 
 from __future__ import annotations
@@ -120,6 +123,8 @@ def online_run(args: argparse.Namespace, concurrency: int, work: Path) -> dict:
     ]
     if args.rpm:
         client += ["--rpm", str(args.rpm)]
+    if not args.adaptive:
+        client += ["--no-adaptive-concurrency"]
     try:
         _, wall, usage = run_client(client, {**os.environ, "PYTHONUNBUFFERED": "1"})
     finally:
@@ -133,6 +138,10 @@ def online_run(args: argparse.Namespace, concurrency: int, work: Path) -> dict:
     if args.rpm:
         ceiling = min(ceiling, args.rpm / 60)
     rate = manifest["requests"]["sent"] / ask_s
+    cpu_ms = 1000 * manifest["timings"]["ask_cpu_s"] / max(1, calls)
+    arrivals = sorted(seen["times"])
+    low, high = len(arrivals) // 10, 9 * len(arrivals) // 10  # the middle 80% of requests, as the server saw them
+    steady = (high - low) / (arrivals[high] - arrivals[low]) if high > low else float("nan")
     return {
         "concurrency": concurrency,
         "rows": manifest["counts"]["input"],
@@ -142,7 +151,12 @@ def online_run(args: argparse.Namespace, concurrency: int, work: Path) -> dict:
         "requests_per_s": round(rate, 1),
         "ceiling_per_s": round(ceiling, 1),
         "ratio": round(rate / ceiling, 3),
-        "client_cpu_ms_per_request": round(1000 * manifest["timings"]["ask_cpu_s"] / max(1, calls), 2),
+        "steady_requests_per_s": round(steady, 1),
+        "steady_ratio": round(steady / ceiling, 3),
+        "client_cpu_ms_per_request": round(cpu_ms, 2),
+        "client_cpu_limit_per_s": round(1000 / cpu_ms, 1),
+        "target_applies": ceiling < 1000 / cpu_ms,
+        "connect_s": manifest["timings"].get("connect_s"),
         "client_peak_rss_mb": round(usage["max_rss_mb"], 1),
         "client_wall_s": round(wall, 2),
         "max_requests_in_any_60s": max_in_window(seen["times"], 60.0),
@@ -190,6 +204,12 @@ def main() -> None:
     parser.add_argument("--concurrency", default="4,16,64,128", help="comma-separated values of C")
     parser.add_argument("--rpm", type=float, default=None, help="client --rpm (and the server's enforced limit)")
     parser.add_argument("--fail-429", type=float, default=0.0, help="share of requests the server answers 429")
+    parser.add_argument(
+        "--adaptive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="adaptive concurrency in the client (its default); --no-adaptive keeps C fixed",
+    )
     parser.add_argument("--stream-rows", default="", help="comma-separated input sizes for the memory runs")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
@@ -199,6 +219,7 @@ def main() -> None:
         "latency_s": args.latency,
         "rpm": args.rpm,
         "fail_429": args.fail_429,
+        "adaptive": args.adaptive,
         "online": [],
         "streaming": [],
     }

@@ -21,8 +21,8 @@ SCHEME = "affine32"  # datasketch's default permutation scheme since 2.0
 TABLES = """
 CREATE TABLE IF NOT EXISTS dedup_exact (digest BLOB PRIMARY KEY, rid TEXT, place TEXT);
 CREATE TABLE IF NOT EXISTS dedup_sig (rid TEXT PRIMARY KEY, place TEXT, sig BLOB);
-CREATE TABLE IF NOT EXISTS dedup_band (band INTEGER, bucket BLOB, rid TEXT);
-CREATE INDEX IF NOT EXISTS dedup_band_lookup ON dedup_band (band, bucket);
+CREATE TABLE IF NOT EXISTS dedup_band (bucket BLOB, rid TEXT);
+CREATE INDEX IF NOT EXISTS dedup_band_lookup ON dedup_band (bucket);
 """
 
 
@@ -57,7 +57,7 @@ class Deduplicator:
         self.bands, self.rows = lsh.b, lsh.r
         self._permutations = MinHash(num_perm=num_perm, seed=1, scheme=SCHEME).permutations  # drawn once
         self._minhash_class = MinHash
-        self._placeholders = ",".join(["(?, ?)"] * self.bands)
+        self._lookup = f"SELECT rid FROM dedup_band WHERE bucket IN ({','.join('?' * self.bands)})"  # indexed
 
     def _minhash(self, text: str) -> Any:
         m = self._minhash_class(
@@ -67,9 +67,10 @@ class Deduplicator:
         return m
 
     def _buckets(self, m: Any) -> list[bytes]:
+        """One LSH bucket per band: the band number and a hash of its rows of the signature."""
         values = m.hashvalues
         return [
-            hashlib.blake2b(values[b * self.rows : (b + 1) * self.rows].tobytes(), digest_size=8).digest()
+            bytes([b]) + hashlib.blake2b(values[b * self.rows : (b + 1) * self.rows].tobytes(), digest_size=8).digest()
             for b in range(self.bands)
         ]
 
@@ -82,13 +83,7 @@ class Deduplicator:
         if self.near:
             m = self._minhash(text)
             buckets = self._buckets(m)
-            pairs = [value for band, bucket in enumerate(buckets) for value in (band, bucket)]
-            candidates = {
-                c
-                for (c,) in self.db.execute(
-                    f"SELECT rid FROM dedup_band WHERE (band, bucket) IN (VALUES {self._placeholders})", pairs
-                )
-            }
+            candidates = {c for (c,) in self.db.execute(self._lookup, buckets)}
             best: tuple[float, str, str] | None = None
             for candidate in sorted(candidates):
                 kept_place, sig = self.db.execute(
@@ -101,8 +96,6 @@ class Deduplicator:
             if best is not None:
                 return "near_duplicate_text", best[1], f"~{best[0]:.2f} similar to {best[2]}"
             self.db.execute("INSERT INTO dedup_sig VALUES (?, ?, ?)", (rid, place, m.hashvalues.tobytes()))
-            self.db.executemany(
-                "INSERT INTO dedup_band VALUES (?, ?, ?)", [(b, bucket, rid) for b, bucket in enumerate(buckets)]
-            )
+            self.db.executemany("INSERT INTO dedup_band VALUES (?, ?)", [(bucket, rid) for bucket in buckets])
         self.db.execute("INSERT INTO dedup_exact VALUES (?, ?, ?)", (digest, rid, place))
         return None

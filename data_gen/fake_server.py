@@ -54,6 +54,13 @@ def always_valid(body: dict[str, Any], count: int) -> Reply:
     return answer(finsight_reply())
 
 
+class _Server(ThreadingHTTPServer):
+    # the listen backlog is set when the socket is bound, in the constructor: a class attribute, not an
+    # assignment afterwards (the default of 5 drops SYNs when 64 clients connect at once: 1 s retransmits)
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class FakeOpenAI:
     """``with FakeOpenAI(script) as server: server.base_url``; records every request it receives.
 
@@ -178,9 +185,7 @@ class FakeOpenAI:
                 }
                 self._send(200, json.dumps(completion).encode(), reply.headers)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self._server.request_queue_size = 128
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self

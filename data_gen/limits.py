@@ -102,16 +102,37 @@ class AdaptiveConcurrency:
         self.limit = float(maximum)
         self.in_flight = 0
         self.decreases = 0
-        self._condition = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()  # FIFO; one is woken per free slot
         self._last_decrease = float("-inf")
         self._latency: float | None = None  # EWMA of latency per unit of work
         self._baseline: float | None = None
         self._samples = 0
 
+    def _free(self) -> int:
+        return max(self.minimum, int(self.limit)) - self.in_flight
+
     async def acquire(self) -> None:
-        async with self._condition:
-            await self._condition.wait_for(lambda: self.in_flight < max(self.minimum, int(self.limit)))
+        if self._free() > 0 and not self._waiters:
             self.in_flight += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # the slot is taken for us by _wake
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.in_flight -= 1  # woken and cancelled at once: give the slot on
+                self._wake()
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def _wake(self) -> None:
+        while self._waiters and self._free() > 0:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
 
     async def release(self, congested: bool, latency: float | None = None) -> None:
         """``congested``: a 429, a 5xx or a timeout. ``latency``: seconds per unit of work of a success."""
@@ -131,9 +152,8 @@ class AdaptiveConcurrency:
                 self.decreases += 1
             elif not congested:
                 self.limit = min(float(self.maximum), self.limit + 1 / max(1.0, self.limit))
-        async with self._condition:
-            self.in_flight -= 1
-            self._condition.notify_all()
+        self.in_flight -= 1
+        self._wake()
 
 
 @dataclass

@@ -321,7 +321,8 @@ async def _run(run: RunContext, prepared: Prepared, mark: tuple[float, float]) -
         batch_writer = BatchWriter(out / "batch")
         asker = BatchingTeacher(teacher, cache, batch_writer)
     else:
-        await teacher.check()
+        await teacher.check()  # imports the SDK, opens the connection pool, GET /models: a one-time cost
+        mark = run.timed("connect", mark)
         if cache is not None:
             asker = CachedTeacher(teacher, cache)
     try:

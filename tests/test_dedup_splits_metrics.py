@@ -29,6 +29,13 @@ def test_exact_and_near_duplicates_keep_the_first() -> None:
     assert dedup.check("d", "Nokia will publish its interim report on 20 April .") is None
 
 
+def test_near_duplicate_lookups_use_the_index() -> None:
+    """A lookup that scans the band table makes duplicate detection quadratic in the input size."""
+    dedup = Deduplicator()
+    plan = dedup.db.execute("EXPLAIN QUERY PLAN " + dedup._lookup, [b"x"] * dedup.bands).fetchall()
+    assert any("USING INDEX" in step[-1] for step in plan) and not any("SCAN" in step[-1] for step in plan), plan
+
+
 def test_near_duplicate_detection_can_be_switched_off() -> None:
     dedup = Deduplicator(near=False)
     dedup.check("a", "Sales rose 10% to EUR 5 mn in the quarter, the company said.")

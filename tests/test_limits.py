@@ -129,6 +129,32 @@ def test_in_flight_requests_never_exceed_the_limit() -> None:
     assert asyncio.run(run()) == 3
 
 
+def test_waiters_get_slots_in_order_and_a_cancelled_waiter_loses_no_slot() -> None:
+    async def run() -> tuple[list[int], int]:
+        limit = AdaptiveConcurrency(maximum=2, adaptive=False)
+        order: list[int] = []
+
+        async def one(i: int) -> None:
+            await limit.acquire()
+            order.append(i)
+            await asyncio.sleep(0.01)
+            await limit.release(congested=False)
+
+        await limit.acquire()
+        await limit.acquire()  # both slots taken: everything below waits
+        doomed = asyncio.ensure_future(limit.acquire())
+        tasks = [asyncio.ensure_future(one(i)) for i in range(6)]
+        await asyncio.sleep(0.01)
+        doomed.cancel()  # a row cancelled while waiting must not keep a slot
+        await limit.release(congested=False)
+        await limit.release(congested=False)
+        await asyncio.gather(*tasks)
+        return order, limit.in_flight
+
+    order, in_flight = asyncio.run(run())
+    assert order == list(range(6)) and in_flight == 0
+
+
 def test_budget_reserves_the_worst_case_and_counts_what_was_used() -> None:
     price = Price(input=1.0, output=2.0)  # USD per million tokens
     recorded = []
