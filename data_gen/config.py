@@ -66,7 +66,8 @@ class DistillConfig:
     concurrency: int = _opt(16, "requests in flight at most (adaptive concurrency moves below it)")
     adaptive_concurrency: bool = _opt(
         True,
-        "halve the requests in flight on 429 / 5xx / timeouts / rising latency, add one back per window of successes",
+        "per round of requests: halve the requests in flight when a fifth of them hit 429 / 5xx / timeouts or "
+        "latency climbs 4x, else add one",
     )
     rpm: float | None = _opt(None, "requests per minute, never exceeded in any rolling minute (all attempts count)")
     tpm: float | None = _opt(None, "tokens per minute (prompt estimate + completion limit, corrected by usage)")

@@ -3,7 +3,8 @@ every HTTP attempt passes through (concurrency slot, requests/minute, tokens/min
 
 A rolling window is exact: at most ``limit`` units in ANY ``period`` (a leaky bucket can admit twice its rate in
 a window that starts with a full bucket). Adaptive concurrency is AIMD: one more request in flight after each
-window of successes, half as many after a 429 / 5xx / timeout or when latency climbs well above its baseline.
+window of completions, half as many after a window with many 429 / 5xx / timeouts or with latency far above its
+baseline.
 """
 
 from __future__ import annotations
@@ -92,21 +93,38 @@ class RateWindow:
 
 
 class AdaptiveConcurrency:
-    """How many requests may be in flight: additive increase, multiplicative decrease (AIMD)."""
+    """How many requests may be in flight: additive increase, multiplicative decrease (AIMD), decided once per
+    window of completions (one round of the requests in flight, at least ``min_window``).
 
-    def __init__(self, maximum: int, adaptive: bool = True, minimum: int = 1, latency_factor: float = 4.0) -> None:
+    A window in which at least ``congested_share`` of the completions were 429 / 5xx / timeouts, or in which
+    latency had climbed ``latency_factor`` times above its baseline, halves the limit; any other window adds one.
+    Deciding per window, on a share, is what makes it robust: a provider that now and then answers 429 (retried
+    after its ``Retry-After``) does not drag the limit down, one that rejects a fifth of what we send does.
+    """
+
+    def __init__(
+        self,
+        maximum: int,
+        adaptive: bool = True,
+        minimum: int = 1,
+        latency_factor: float = 4.0,
+        congested_share: float = 0.2,
+        min_window: int = 8,
+    ) -> None:
         self.maximum = maximum
         self.minimum = min(minimum, maximum)
         self.adaptive = adaptive
         self.latency_factor = latency_factor
+        self.congested_share = congested_share
+        self.min_window = min_window
         self.limit = float(maximum)
         self.in_flight = 0
         self.decreases = 0
         self._waiters: deque[asyncio.Future[None]] = deque()  # FIFO; one is woken per free slot
-        self._last_decrease = float("-inf")
         self._latency: float | None = None  # EWMA of latency per unit of work
         self._baseline: float | None = None
         self._samples = 0
+        self._window = [0, 0]  # completions, congested completions
 
     def _free(self) -> int:
         return max(self.minimum, int(self.limit)) - self.in_flight
@@ -134,24 +152,35 @@ class AdaptiveConcurrency:
                 self.in_flight += 1
                 waiter.set_result(None)
 
+    def _slow(self, latency: float) -> bool:
+        """Feed a success's latency; True when the average has climbed far above the baseline."""
+        self._samples += 1
+        # a slow average: one slow answer is noise, a queue building up in the server is not
+        self._latency = latency if self._latency is None else 0.95 * self._latency + 0.05 * latency
+        if self._samples < 20:
+            return False
+        self._baseline = self._latency if self._baseline is None else min(self._baseline, self._latency)
+        return self._latency > self.latency_factor * self._baseline
+
+    def _observe(self, congested: bool, latency: float | None) -> None:
+        if latency is not None and not congested:
+            congested = self._slow(latency)
+        self._window[0] += 1
+        self._window[1] += congested
+        completions, bad = self._window
+        if completions < max(self.min_window, int(self.limit)):
+            return
+        if bad >= self.congested_share * completions:
+            self.limit = max(float(self.minimum), self.limit / 2)
+            self.decreases += 1
+        else:
+            self.limit = min(float(self.maximum), self.limit + 1)
+        self._window = [0, 0]
+
     async def release(self, congested: bool, latency: float | None = None) -> None:
         """``congested``: a 429, a 5xx or a timeout. ``latency``: seconds per unit of work of a success."""
-        now = time.monotonic()
         if self.adaptive:
-            if latency is not None and not congested:
-                self._samples += 1
-                # a slow average: one slow answer is noise, a queue building up in the server is not
-                self._latency = latency if self._latency is None else 0.95 * self._latency + 0.05 * latency
-                if self._samples >= 20:
-                    self._baseline = self._latency if self._baseline is None else min(self._baseline, self._latency)
-                    congested = self._latency > self.latency_factor * self._baseline
-            cooldown = max(1.0, 2 * (self._baseline or 0.0))
-            if congested and now - self._last_decrease >= cooldown:
-                self.limit = max(float(self.minimum), self.limit / 2)
-                self._last_decrease = now
-                self.decreases += 1
-            elif not congested:
-                self.limit = min(float(self.maximum), self.limit + 1 / max(1.0, self.limit))
+            self._observe(congested, latency)
         self.in_flight -= 1
         self._wake()
 

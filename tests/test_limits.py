@@ -62,37 +62,51 @@ def test_rate_window_counts_amounts_and_corrections() -> None:
     assert 0.3 <= waited < 1.5
 
 
-def test_adaptive_concurrency_halves_on_congestion_and_creeps_back() -> None:
-    async def run() -> AdaptiveConcurrency:
+async def complete(limit: AdaptiveConcurrency, n: int, congested: bool = False, latency: float = 0.1) -> None:
+    for _ in range(n):
+        await limit.acquire()
+        await limit.release(congested=congested, latency=None if congested else latency)
+
+
+def test_adaptive_concurrency_halves_on_a_congested_window_and_creeps_back() -> None:
+    async def run() -> list[float]:
         limit = AdaptiveConcurrency(maximum=16)
-        await limit.acquire()
-        await limit.release(congested=True)
-        assert limit.limit == 8 and limit.decreases == 1
-        await limit.acquire()
-        await limit.release(congested=True)  # within the cool-down: one decrease per window
-        assert limit.limit == 8
-        for _ in range(40):
+        seen = []
+        await complete(limit, 16, congested=True)  # a window of 16 completions, all 429 / 5xx
+        seen.append(limit.limit)
+        await complete(limit, 8, congested=True)  # the next window is 8 completions long
+        seen.append(limit.limit)
+        await complete(limit, 8 + 9 + 10)  # three good windows: +1 each
+        seen.append(limit.limit)
+        return seen
+
+    assert asyncio.run(run()) == [8, 4, 7]
+
+
+def test_sporadic_429s_do_not_drag_the_limit_down_but_many_do() -> None:
+    import random
+
+    async def run(share: float) -> AdaptiveConcurrency:
+        rng = random.Random(7)
+        limit = AdaptiveConcurrency(maximum=64)
+        for _ in range(3000):
             await limit.acquire()
-            await limit.release(congested=False, latency=0.1)
+            bad = rng.random() < share
+            await limit.release(congested=bad, latency=None if bad else 0.1)
         return limit
 
-    limit = asyncio.run(run())
-    assert 10 < limit.limit < 16  # additive: about one more per window of successes
+    assert asyncio.run(run(0.05)).limit >= 60  # one in twenty: retried after Retry-After, no reason to back off
+    overloaded = asyncio.run(run(0.5))  # half of everything refused: the server is overloaded
+    assert overloaded.limit <= 4 and overloaded.decreases >= 4
 
 
 def test_adaptive_concurrency_backs_off_when_latency_climbs() -> None:
     async def run() -> AdaptiveConcurrency:
         limit = AdaptiveConcurrency(maximum=32)
-        for _ in range(30):
-            await limit.acquire()
-            await limit.release(congested=False, latency=0.1)
-        for _ in range(30):  # a little slower (3x): noise, or a busy client; no reason to back off
-            await limit.acquire()
-            await limit.release(congested=False, latency=0.3)
+        await complete(limit, 40, latency=0.1)
+        await complete(limit, 40, latency=0.3)  # a little slower (3x): noise, or a busy client; no back-off
         assert limit.decreases == 0
-        for _ in range(60):  # the server queues requests: ten times slower
-            await limit.acquire()
-            await limit.release(congested=False, latency=1.0)
+        await complete(limit, 120, latency=1.0)  # the server queues requests: ten times slower
         return limit
 
     limit = asyncio.run(run())
@@ -189,7 +203,7 @@ def test_governor_releases_everything_when_an_attempt_fails() -> None:
 
     async def run() -> tuple[Governor, Budget]:
         budget = Budget(max_cost=None, max_tokens=10_000, price=None)
-        governor = Governor(AdaptiveConcurrency(4), rpm=100, tpm=50_000, budget=budget)
+        governor = Governor(AdaptiveConcurrency(2, min_window=2), rpm=100, tpm=50_000, budget=budget)
         with pytest.raises(Overloaded):
             async with governor.slot(1000, 500, "k"):
                 raise Overloaded
@@ -198,6 +212,6 @@ def test_governor_releases_everything_when_an_attempt_fails() -> None:
         return governor, budget
 
     governor, budget = asyncio.run(run())
-    assert governor.concurrency.in_flight == 0 and governor.concurrency.decreases == 1
+    assert governor.concurrency.in_flight == 0 and governor.concurrency.decreases == 1  # the 503 counted
     assert budget.reserved_tokens == 0 and budget.spent_tokens == 1000 and budget.calls == 2
     assert governor.tpm is not None and governor.tpm._used == 1000  # the estimate was replaced by the usage
