@@ -1,7 +1,8 @@
 """Build a tiny, randomly initialised chat model on disk, offline, in about a second.
 
-The model is real (a Hugging Face Qwen2 or Llama architecture with a trained byte-level BPE tokenizer and
-a ChatML chat template) but small enough for CPU tests: engines can train it, serve it and generate from it.
+The model is real (a Hugging Face Qwen2, Llama or GPT-2 architecture with a trained byte-level BPE tokenizer and
+the chat template of the model it stands in for: ChatML for Qwen2.5, Zephyr for TinyLlama-Chat, none for GPT-2)
+but small enough for CPU tests: engines can train it, serve it and generate from it.
 It has never seen data, so it writes noise; tests rely on exactly that.
 
     python scripts/build_tiny_model.py --arch qwen2 --out .cache/tiny-qwen2
@@ -22,7 +23,18 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
+# TinyLlama-1.1B-Chat-v1.0's template (Zephyr style), for the Llama twin
+ZEPHYR_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}{{ '<|user|>\n' + message['content'] + eos_token }}"
+    "{% elif message['role'] == 'system' %}{{ '<|system|>\n' + message['content'] + eos_token }}"
+    "{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\n' + message['content'] + eos_token }}"
+    "{% endif %}"
+    "{% if loop.last and add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+    "{% endfor %}"
+)
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+LLAMA_SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
 CORPUS = """
 Operating profit rose to EUR 13.1 mn from EUR 8.7 mn. Net sales decreased by 5 percent.
 The company expects demand to weaken; guidance was cut. Shares of $AAPL gained 2% after earnings beat estimates.
@@ -34,37 +46,57 @@ negative neutral positive High Medium Low risk sentiment entities name
 """
 
 
-def build_tokenizer(vocab_size: int):
+TOKENS = {  # arch -> (special tokens, eos, bos, pad, chat template): each twin's own conventions
+    "qwen2": (SPECIAL_TOKENS, "<|im_end|>", None, "<|endoftext|>", CHATML_TEMPLATE),
+    "llama": (LLAMA_SPECIAL_TOKENS, "</s>", "<s>", "<unk>", ZEPHYR_TEMPLATE),
+    "gpt2": (["<|endoftext|>"], "<|endoftext|>", "<|endoftext|>", "<|endoftext|>", None),
+}
+MAX_POSITIONS = 8192  # as long as any recipe's cutoff_len, so that smoke runs never change it
+
+
+def build_tokenizer(vocab_size: int, arch: str):
     """Train a byte-level BPE tokenizer on a few KB of finance text and wrap it for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    specials, eos, bos, pad, template = TOKENS[arch]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator([CORPUS] * 20, trainer=trainer)
+    extra = [t for t in specials if t not in (eos, bos, pad)]
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        bos_token=None,
-        additional_special_tokens=["<|im_start|>"],
-        chat_template=CHATML_TEMPLATE,
-        model_max_length=2048,
+        eos_token=eos,
+        pad_token=pad,
+        bos_token=bos,
+        additional_special_tokens=extra,
+        chat_template=template,
+        model_max_length=MAX_POSITIONS,
     )
 
 
 def build_model(arch: str, tokenizer, hidden: int, layers: int):
     """A randomly initialised causal LM of the requested architecture."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
+    ids = {
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+    }
+    if arch == "gpt2":
+        config = GPT2Config(
+            vocab_size=len(tokenizer), n_embd=hidden, n_layer=layers, n_head=4, n_positions=MAX_POSITIONS, **ids
+        )
+        return GPT2LMHeadModel(config)
     common = dict(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
@@ -72,22 +104,18 @@ def build_model(arch: str, tokenizer, hidden: int, layers: int):
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=2048,
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-        bos_token_id=None,
+        max_position_embeddings=MAX_POSITIONS,
         tie_word_embeddings=True,
+        **ids,
     )
     if arch == "qwen2":
         return Qwen2ForCausalLM(Qwen2Config(**common))
-    if arch == "llama":
-        return LlamaForCausalLM(LlamaConfig(**common))
-    raise SystemExit(f"unknown --arch {arch!r}: choose qwen2 or llama")
+    return LlamaForCausalLM(LlamaConfig(**common))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", default="qwen2", choices=["qwen2", "llama"], help="model architecture")
+    parser.add_argument("--arch", default="qwen2", choices=sorted(TOKENS), help="model architecture")
     parser.add_argument("--out", required=True, type=Path, help="directory to write the model into")
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
@@ -95,11 +123,17 @@ def main() -> None:
     args = parser.parse_args()
 
     marker = args.out / "tiny_model.json"
-    spec = {"arch": args.arch, "hidden": args.hidden_size, "layers": args.layers, "vocab": args.vocab_size}
+    spec = {
+        "arch": args.arch,
+        "hidden": args.hidden_size,
+        "layers": args.layers,
+        "vocab": args.vocab_size,
+        "positions": MAX_POSITIONS,
+    }
     if marker.exists() and json.loads(marker.read_text()) == spec:
         print(f"tiny model already built: {args.out}")
         return
-    tokenizer = build_tokenizer(args.vocab_size)
+    tokenizer = build_tokenizer(args.vocab_size, args.arch)
     model = build_model(args.arch, tokenizer, args.hidden_size, args.layers)
     args.out.mkdir(parents=True, exist_ok=True)
     model.generation_config.do_sample = False

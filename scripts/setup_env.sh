@@ -2,6 +2,8 @@
 # Create one isolated, pinned Python environment. Reruns are no-ops while the pins are unchanged.
 #   sh scripts/setup_env.sh core           -> .venv                 (data_gen, eval, tests; no training engine)
 #   sh scripts/setup_env.sh llamafactory   -> .venvs/llamafactory   (LLaMA-Factory and its own torch)
+#   sh scripts/setup_env.sh axolotl        -> .venvs/axolotl        (Axolotl and its own torch)
+#   sh scripts/setup_env.sh vllm           -> .venvs/vllm           (vLLM serving; needs a CUDA GPU to run)
 # The engines cannot share one environment (their pins conflict), so each gets its own.
 set -eu
 cd "$(dirname "$0")/.."
@@ -13,7 +15,9 @@ UV_VERSION="0.13.9"
 case "$ENV_NAME" in
   core)         DIR=".venv";                PINS="pyproject.toml" ;;
   llamafactory) DIR=".venvs/llamafactory";  PINS="requirements/llamafactory.txt" ;;
-  *) echo "setup_env.sh: unknown environment '$ENV_NAME' (choose: core, llamafactory)" >&2; exit 2 ;;
+  axolotl)      DIR=".venvs/axolotl";       PINS="requirements/axolotl.txt" ;;
+  vllm)         DIR=".venvs/vllm";          PINS="requirements/vllm.txt" ;;
+  *) echo "setup_env.sh: unknown environment '$ENV_NAME' (choose: core, llamafactory, axolotl, vllm)" >&2; exit 2 ;;
 esac
 [ -f "$PINS" ] || { echo "setup_env.sh: pin file $PINS is missing" >&2; exit 2; }
 

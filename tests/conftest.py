@@ -100,6 +100,25 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def distilled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """finsight and qa training files written by the offline pipeline from the shipped samples, one dataset_dir
+    each (what `make demo` writes to datasets/finsight and datasets/finqa)."""
+    need_engine()
+    from data_gen.distill import main
+
+    outs = {}
+    for task, sample, extra in (
+        ("finsight", "news.csv", ["--label-column", "label"]),
+        ("qa", "questions.jsonl", ["--text-column", "question"]),
+    ):
+        out = tmp_path_factory.mktemp(task)
+        argv = ["--input", str(SAMPLES / sample), "--task", task, "--id-column", "id", *extra, "--out", str(out)]
+        assert main([*argv, "--no-progress"]) == 0
+        outs[task] = out
+    return outs
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -16,40 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import LF_CLI, LF_PYTHON, ROOT, SAMPLES, engine_env, need_engine
+from tests.conftest import LF_CLI, LF_PYTHON, ROOT, SAMPLES, engine_env
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def distilled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """finsight and qa training files written by the offline pipeline, in one dataset_dir each."""
-    need_engine()
-    from data_gen.distill import main
-
-    outs = {}
-    for task, sample, extra in (
-        ("finsight", "news.csv", ["--label-column", "label"]),
-        ("qa", "questions.jsonl", ["--text-column", "question"]),
-    ):
-        out = tmp_path_factory.mktemp(task)
-        code = main(
-            [
-                "--input",
-                str(SAMPLES / sample),
-                "--task",
-                task,
-                "--id-column",
-                "id",
-                *extra,
-                "--out",
-                str(out),
-                "--no-progress",
-            ]
-        )
-        assert code == 0
-        outs[task] = out
-    return outs
 
 
 def lf_report(model: Path, dataset_dir: Path, names: list[str]) -> dict:
