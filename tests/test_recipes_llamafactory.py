@@ -233,3 +233,21 @@ def test_a_missing_environment_or_engine_is_named() -> None:
     setup = subprocess.run(["sh", "scripts/setup_env.sh", "megatron"], capture_output=True, text=True, cwd=ROOT,
                            timeout=60)  # fmt: skip
     assert setup.returncode == 2 and "unknown environment 'megatron'" in setup.stderr
+
+
+def test_sweep_runs_the_grid_and_tabulates_the_losses(distilled: dict[str, Path], tmp_path: Path) -> None:
+    need_engine()
+    sweep = tmp_path / "sweep"
+    out = launch("sweep.sh", "recipes/llamafactory/tinyllama-1.1b-chat_qa_qlora.yaml", "--smoke",
+                 f"dataset_dir={distilled['qa']}", env=engine_env(SWEEP_DIR=str(sweep)))  # fmt: skip
+    import csv
+
+    rows = list(csv.DictReader((sweep / "results.csv").open()))
+    assert {(r["learning_rate"], r["lora_rank"]) for r in rows} == {("1e-4", "8"), ("1e-4", "16"), ("2e-4", "8"),
+                                                                    ("2e-4", "16")}  # fmt: skip
+    assert all(0 < float(r["train_loss"]) < 100 and 0 < float(r["eval_loss"]) < 100 for r in rows)
+    evals = [float(r["eval_loss"]) for r in rows]
+    assert evals == sorted(evals) and "| learning rate | LoRA rank |" in out  # best first, printed
+    for r in rows:  # each run really used its own settings
+        adapter = json.loads((Path(r["output_dir"]) / "adapter_config.json").read_text())
+        assert adapter["r"] == int(r["lora_rank"]) and adapter["lora_alpha"] == 2 * int(r["lora_rank"])
