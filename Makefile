@@ -1,6 +1,6 @@
 # Two commands for a fresh machine (each installs what it needs):
 #   make demo   distil the shipped samples offline with the rules teacher -> datasets/finsight, datasets/finqa
-#   make test   lint + the whole test suite, including the real LLaMA-Factory engine on a tiny local model
+#   make test   lint + the whole test suite, including the real LLaMA-Factory and Axolotl engines on tiny local models
 PYTHON ?= python3
 CORE := .venv/bin/python
 
@@ -10,18 +10,20 @@ demo: env-core
 	$(CORE) -m data_gen.distill --config data_gen/configs/finsight.yaml
 	$(CORE) -m data_gen.distill --config data_gen/configs/qa.yaml
 
-test: env-core env-llamafactory tokenizers lint
+test: env-core env-llamafactory env-axolotl tokenizers lint
 	FIN_DISTILL_REQUIRE_ENGINES=1 $(CORE) -m pytest
 
 lint: env-core
 	$(CORE) -m ruff check .
 	$(CORE) -m ruff format --check .
 
-env: env-core env-llamafactory
+env: env-core env-llamafactory env-axolotl
 env-core:
 	PYTHON=$(PYTHON) sh scripts/setup_env.sh core
 env-llamafactory:
 	PYTHON=$(PYTHON) sh scripts/setup_env.sh llamafactory
+env-axolotl:
+	PYTHON=$(PYTHON) sh scripts/setup_env.sh axolotl
 
 # Llama 2 (TinyLlama) and GPT-2 vocabularies as npm ships them, for the recipe length test
 tokenizers:

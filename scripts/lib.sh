@@ -9,6 +9,7 @@ need_env() {
     *) echo "error: unknown engine '$1' (choose: llamafactory, axolotl, vllm)" >&2; exit 2 ;;
   esac
   [ -x "$CLI" ] || { echo "error: the $1 environment is missing: run sh scripts/setup_env.sh $1" >&2; exit 2; }
+  PATH="$PWD/$ENV/bin:$PATH"; export PATH  # engines call their own tools (axolotl runs accelerate) from PATH
 }
 
 # compose RECIPE RUN_NAME [key=value ...]: write the effective config to $CONFIG (SMOKE=1: tiny model, CPU)

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 ENGINE="$1"; RECIPE="$2"; shift 2
 if [ "${1:-}" = "--smoke" ]; then SMOKE=1; shift; fi
 need_env "$ENGINE"
-compose "$RECIPE" "$(basename "$RECIPE" .yaml)" "$@"
+compose "$RECIPE" "$ENGINE-$(basename "$RECIPE" .yaml)" "$@"
 OUT_DIR="$(config_value output_dir)"
 echo "training: $RECIPE with $ENGINE; config $CONFIG"
 if [ "${LAUNCHER:-}" = accelerate ]; then
@@ -25,4 +25,5 @@ if [ "${LAUNCHER:-}" = accelerate ]; then
 else
   run_logged "$RUN_DIR/train.log" "$CLI" train "$CONFIG"
 fi
-echo "done: model or adapter in $OUT_DIR; loss curve $OUT_DIR/training_loss.png; log $RUN_DIR/train.log"
+CURVE=""; [ "$ENGINE" = llamafactory ] && CURVE="; loss curve $OUT_DIR/training_loss.png"
+echo "done: model or adapter in $OUT_DIR$CURVE; log $RUN_DIR/train.log"

@@ -124,7 +124,7 @@ def test_every_training_recipe_trains_in_smoke_mode(trained: dict[str, Path], re
     method = yaml.safe_load(recipe.read_text())["finetuning_type"]
     weights = "adapter_model.safetensors" if method == "lora" else "model.safetensors"
     assert (out / weights).exists()
-    log = (ROOT / "saves" / "runs" / f"{recipe.stem}-smoke" / "train.log").read_text()
+    log = (ROOT / "saves" / "runs" / f"llamafactory-{recipe.stem}-smoke" / "train.log").read_text()
     if yaml.safe_load(recipe.read_text()).get("quantization_bit") == 4:
         assert "Quantizing model to 4 bit with bitsandbytes" in log  # the real QLoRA path, on CPU
 
