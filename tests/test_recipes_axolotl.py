@@ -99,56 +99,6 @@ AX_ENV = {
 }
 SEVEN_PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
-# Run by the Axolotl environment's Python: the JSON schemas of the nested models that `axolotl config-schema` names
-# (its full schema fails on torch.dtype, so it prints names and types only), the deprecated keys, and each recipe
-# put through Axolotl's own validate_config() as a single bf16 GPU would see it.
-AX_HELPER = r"""
-import importlib, json, sys
-import torch, yaml
-from axolotl.utils.config import validate_config
-from axolotl.utils.dict import DictDefault
-from axolotl.utils.schemas.config import AxolotlInputConfig
-
-request = json.loads(sys.argv[1])
-nested = {}
-for path in request["models"]:
-    module, name = path.rsplit(".", 1)
-    model = getattr(importlib.import_module(module), name, None)
-    if hasattr(model, "model_json_schema"):  # pydantic models only (enums are named too)
-        try:
-            nested[path] = model.model_json_schema()
-        except Exception as exc:
-            nested[path] = {"error": f"{type(exc).__name__}: {exc}"}
-deprecated = {k: str(f.deprecated) for k, f in AxolotlInputConfig.model_fields.items() if f.deprecated}
-gpu = {"bf16": True, "fp8": False, "n_gpu": 1, "n_node": 1, "compute_capability": "sm_90"}
-env = {"torch_version": torch.__version__.split("+")[0]}
-validation = {}
-for recipe in request["validate"]:
-    try:
-        with open(recipe) as handle:
-            validate_config(DictDefault(yaml.safe_load(handle)), capabilities=gpu, env_capabilities=env)
-        validation[recipe] = "ok"
-    except Exception as exc:
-        validation[recipe] = f"{type(exc).__name__}: {exc}"
-print("AX_HELPER " + json.dumps({"nested": nested, "deprecated": deprecated, "validation": validation}))
-"""
-# Run by the Axolotl environment's Python: rows of each prepared (tokenized) dataset and, per row, the text the loss
-# is computed on (the tokens whose label is not -100).
-AX_PREPARED = r"""
-import json, sys
-from pathlib import Path
-from datasets import load_from_disk
-from transformers import AutoTokenizer
-
-tokenizer = AutoTokenizer.from_pretrained(sys.argv[2])
-report = []
-for folder in sorted(path.parent for path in Path(sys.argv[1]).rglob("dataset_info.json")):
-    rows = load_from_disk(str(folder))
-    trained = [tokenizer.decode([t for t, l in zip(r["input_ids"], r["labels"]) if l != -100]) for r in rows]
-    report.append({"folder": folder.name, "rows": len(rows), "trained": trained})
-print("AX_PREPARED " + json.dumps(report))
-"""
-
 
 def need_axolotl() -> None:
     """Skip (or, with FIN_DISTILL_REQUIRE_ENGINES=1, fail) when the Axolotl environment is missing."""
@@ -210,9 +160,9 @@ def run_logged(command: list[str], log: Path, timeout: float) -> tuple[int, str]
 
 
 def run_helper(script: str, tag: str, *args: str) -> Any:
-    """Run a small script with the Axolotl environment's Python and return the JSON it prints after `tag`."""
+    """Run a script of tests/engines/ with the Axolotl environment's Python; return the JSON it prints after `tag`."""
     result = subprocess.run(
-        [str(AX_PYTHON), "-c", script, *args],
+        [str(AX_PYTHON), str(ROOT / "tests" / "engines" / script), *args],
         capture_output=True,
         text=True,
         env={**os.environ, **AX_ENV},
@@ -305,7 +255,7 @@ def axolotl_schema(tmp_path_factory: pytest.TempPathFactory) -> AxolotlSchema:
     assert len(top) > 300 and {"base_model", "datasets", "adapter", "lora_r"} <= set(top)
     models = sorted({m for prop in top.values() for m in MODEL_NAME.findall(str(prop.get("type", "")))})
     answer = run_helper(
-        AX_HELPER, "AX_HELPER", json.dumps({"models": models, "validate": [str(path) for path in RECIPES]})
+        "ax_schema.py", "AX_HELPER", json.dumps({"models": models, "validate": [str(path) for path in RECIPES]})
     )
     return AxolotlSchema(top, answer["nested"], answer["deprecated"], answer["validation"])
 
@@ -419,7 +369,8 @@ def test_preprocess_keeps_every_row_and_trains_on_answers(name: str, smoke_runs:
         rows = jsonl(run.split_file(key))
         expected[len(rows)] = sorted(turn["value"] + eos for row in rows for turn in row["conversations"][-1:])
         assert all(row["conversations"][-1]["from"] == "gpt" for row in rows)
-    prepared = run_helper(AX_PREPARED, "AX_PREPARED", run.config["dataset_prepared_path"], run.config["base_model"])
+    prepared_dir, model = run.config["dataset_prepared_path"], run.config["base_model"]
+    prepared = run_helper("ax_prepared.py", "AX_PREPARED", prepared_dir, model)
     assert sorted(folder["rows"] for folder in prepared) == sorted(expected), (prepared, list(expected))
     for folder in prepared:  # the loss covers the assistant turn and its end token, nothing of system or user
         assert sorted(folder["trained"]) == expected[folder["rows"]], folder["folder"]
