@@ -404,7 +404,7 @@ def test_train_runs_qlora_steps_on_cpu(name: str, smoke_runs: dict[str, SmokeRun
 # --- the launcher -----------------------------------------------------------------------------------------------------
 
 
-def test_the_launcher_trains_an_axolotl_recipe_in_smoke_mode(distilled: dict[str, Path], tmp_path: Path) -> None:
+def test_the_launchers_train_and_merge_an_axolotl_recipe(distilled: dict[str, Path], tmp_path: Path) -> None:
     """`sh scripts/train_axolotl.sh RECIPE --smoke` as a user runs it (data and outputs pointed at the test's copies
     with key=value overrides, the launcher's own mechanism)."""
     path = RECIPE_DIR / "tinyllama-1.1b-chat_qa_qlora.yaml"
@@ -422,6 +422,11 @@ def test_the_launcher_trains_an_axolotl_recipe_in_smoke_mode(distilled: dict[str
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
     assert f"done: model or adapter in {tmp_path / 'out'}" in result.stdout
+    merge = subprocess.run(["sh", str(ROOT / "scripts" / "merge.sh"), str(path.relative_to(ROOT)), "--smoke",
+                            *overrides], capture_output=True, text=True, env=env, cwd=ROOT, timeout=420)  # fmt: skip
+    assert merge.returncode == 0, merge.stdout[-3000:] + merge.stderr[-3000:]
+    merged = tmp_path / "out" / "merged"
+    assert (merged / "model.safetensors").exists() and f"done: merged model in {merged}" in merge.stdout
 
 
 def test_the_launcher_names_a_missing_recipe() -> None:
