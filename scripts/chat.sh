@@ -11,5 +11,6 @@ if [ "${1:-}" = "--smoke" ]; then SMOKE=1; shift; fi
 need_env llamafactory
 compose "$RECIPE" "chat-$(basename "$RECIPE" .yaml)" "$@"
 export GRADIO_SERVER_NAME="${GRADIO_SERVER_NAME:-127.0.0.1}" GRADIO_SERVER_PORT="${GRADIO_SERVER_PORT:-7860}"
+export GRADIO_ANALYTICS_ENABLED="${GRADIO_ANALYTICS_ENABLED:-False}"  # no usage reports
 echo "web chat on http://$GRADIO_SERVER_NAME:$GRADIO_SERVER_PORT"
 exec "$CLI" webchat "$CONFIG"

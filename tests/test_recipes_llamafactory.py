@@ -251,3 +251,40 @@ def test_sweep_runs_the_grid_and_tabulates_the_losses(distilled: dict[str, Path]
     for r in rows:  # each run really used its own settings
         adapter = json.loads((Path(r["output_dir"]) / "adapter_config.json").read_text())
         assert adapter["r"] == int(r["lora_rank"]) and adapter["lora_alpha"] == 2 * int(r["lora_rank"])
+
+
+def test_the_web_chat_comes_up(trained: dict[str, Path], tmp_path: Path) -> None:
+    """scripts/chat.sh: LLaMA-Factory's Gradio web chat with the trained adapter serves its page on 127.0.0.1."""
+    import urllib.request
+
+    recipe = "qwen2.5-7b-instruct_finsight_qlora"
+    port = free_port()
+    log = tmp_path / "chat.log"
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(
+            [
+                "sh",
+                str(ROOT / "scripts" / "chat.sh"),
+                f"recipes/llamafactory/serve/{recipe}.yaml",
+                "--smoke",
+                f"adapter_name_or_path={trained[recipe]}",
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=engine_env(GRADIO_SERVER_PORT=str(port)),
+            cwd=ROOT,
+            start_new_session=True,
+        )
+    try:
+        deadline, page = time.monotonic() + 180, ""
+        while not page:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the web chat did not come up within 180 s"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    page = response.read().decode("utf-8", "replace")
+            except OSError:
+                time.sleep(0.5)
+    finally:
+        stop_process(proc)
+    assert "<html" in page and "gradio" in page.lower()
