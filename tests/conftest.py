@@ -3,6 +3,8 @@ a tiny locally built model, and a real `llamafactory-cli api` server on 127.0.0.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -134,6 +136,24 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # what a launcher's children left behind
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def start_in_session(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a long-running command (a server) in its own session from the repository root, output to ``log``;
+    stop it with ``stop_process``."""
+    with log.open("wb") as handle:
+        return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                start_new_session=True)  # fmt: skip
+
+
+def recipe_module() -> Any:
+    """scripts/recipe.py, the launchers' composition of recipe + smoke + overrides, as a module."""
+    spec = importlib.util.spec_from_file_location("recipe", ROOT / "scripts" / "recipe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass

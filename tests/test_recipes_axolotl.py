@@ -11,14 +11,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import importlib.util
 import json
 import math
 import os
 import re
-import signal
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ENGINE_ENV, LF_PYTHON, REQUIRE_ENGINES, ROOT, SAMPLES
+from tests.conftest import ENGINE_ENV, LF_PYTHON, REQUIRE_ENGINES, ROOT, SAMPLES, recipe_module, stop_process
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -117,24 +114,8 @@ def load_yaml(path: Path) -> dict[str, Any]:
 def smoke_config(path: Path) -> dict[str, Any]:
     """The effective smoke config of a recipe, composed by the launchers' own scripts/recipe.py (it builds the tiny
     twin into .cache/)."""
-    spec = importlib.util.spec_from_file_location("recipe", ROOT / "scripts" / "recipe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     python = LF_PYTHON if LF_PYTHON.exists() else AX_PYTHON
-    return module.apply_smoke(load_yaml(path), "axolotl", path, str(python))
-
-
-def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a process started in its own session, and anything it left behind in that session."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError, PermissionError):  # what the launcher's children left behind
-        os.killpg(proc.pid, signal.SIGKILL)
+    return recipe_module().apply_smoke(load_yaml(path), "axolotl", path, str(python))
 
 
 def run_logged(command: list[str], log: Path, timeout: float) -> tuple[int, str]:
@@ -153,7 +134,7 @@ def run_logged(command: list[str], log: Path, timeout: float) -> tuple[int, str]
     except subprocess.TimeoutExpired:
         code = -1
     finally:
-        stop_group(proc)
+        stop_process(proc)
     output = log.read_text(errors="replace")
     assert code != -1, f"{' '.join(command[:2])} ran past {timeout} s:\n{output[-3000:]}"
     return code, output

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import time
@@ -18,7 +17,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import LF_PYTHON, ROOT, engine_env, free_port, need_engine, stop_process
+from tests.conftest import (
+    LF_PYTHON,
+    ROOT,
+    engine_env,
+    free_port,
+    need_engine,
+    recipe_module,
+    start_in_session,
+    stop_process,
+)
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 RECIPES = ROOT / "recipes" / "llamafactory"
@@ -36,13 +44,6 @@ SMOKE_MAY_CHANGE = {
     "use_cpu", "bf16", "flash_attn",  # what a CPU needs
 }  # fmt: skip
 CPU = {"bf16": False, "use_cpu": True}  # the parser checks hardware: bf16 needs a GPU
-
-
-def recipe_module():
-    spec = importlib.util.spec_from_file_location("recipe", ROOT / "scripts" / "recipe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def lf_parse(kind: str, configs: list[dict], tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -139,21 +140,9 @@ def test_a_trained_adapter_merges_and_is_served(trained: dict[str, Path], tmp_pa
     port = free_port()
     env = engine_env(PORT=str(port), HOST="127.0.0.1")
     log = tmp_path / "serve.log"
-    with log.open("wb") as handle:
-        proc = subprocess.Popen(
-            [
-                "sh",
-                str(ROOT / "scripts" / "serve.sh"),
-                f"recipes/llamafactory/serve/{recipe}.yaml",
-                "--smoke",
-                f"adapter_name_or_path={adapter}",
-            ],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=ROOT,
-            start_new_session=True,
-        )
+    argv = ["sh", str(ROOT / "scripts" / "serve.sh"), f"recipes/llamafactory/serve/{recipe}.yaml", "--smoke",
+            f"adapter_name_or_path={adapter}"]  # fmt: skip
+    proc = start_in_session(argv, log, env)
     try:
         answer = ask_when_ready(f"http://127.0.0.1:{port}/v1", recipe, proc, log)
     finally:
@@ -260,21 +249,9 @@ def test_the_web_chat_comes_up(trained: dict[str, Path], tmp_path: Path) -> None
     recipe = "qwen2.5-7b-instruct_finsight_qlora"
     port = free_port()
     log = tmp_path / "chat.log"
-    with log.open("wb") as handle:
-        proc = subprocess.Popen(
-            [
-                "sh",
-                str(ROOT / "scripts" / "chat.sh"),
-                f"recipes/llamafactory/serve/{recipe}.yaml",
-                "--smoke",
-                f"adapter_name_or_path={trained[recipe]}",
-            ],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=engine_env(GRADIO_SERVER_PORT=str(port)),
-            cwd=ROOT,
-            start_new_session=True,
-        )
+    argv = ["sh", str(ROOT / "scripts" / "chat.sh"), f"recipes/llamafactory/serve/{recipe}.yaml", "--smoke",
+            f"adapter_name_or_path={trained[recipe]}"]  # fmt: skip
+    proc = start_in_session(argv, log, engine_env(GRADIO_SERVER_PORT=str(port)))
     try:
         deadline, page = time.monotonic() + 180, ""
         while not page:
