@@ -73,11 +73,12 @@ def distill(capsys: pytest.CaptureFixture[str], tmp_path: Path):
     return run
 
 
-def need_engine() -> None:
-    """Skip (or, under `make test`, fail) when the LLaMA-Factory environment is missing."""
-    if LF_CLI.exists():
+def need_engine(engine: str = "llamafactory") -> None:
+    """Skip (or, under `make test`, fail) when an engine's environment (llamafactory, axolotl) is missing."""
+    cli = ROOT / ".venvs" / engine / "bin" / ("llamafactory-cli" if engine == "llamafactory" else engine)
+    if cli.exists():
         return
-    message = "the LLaMA-Factory environment is missing: run `make env-llamafactory` (or `make test`)"
+    message = f"the {engine} environment is missing: run `make env-{engine}` (or `make test`)"
     if REQUIRE_ENGINES:
         pytest.fail(message)
     pytest.skip(message)

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ENGINE_ENV, LF_PYTHON, REQUIRE_ENGINES, ROOT, SAMPLES, recipe_module, stop_process
+from tests.conftest import ENGINE_ENV, LF_PYTHON, ROOT, SAMPLES, need_engine, recipe_module, stop_process
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -95,16 +95,6 @@ AX_ENV = {
     "PATH": f"{AX_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
 }
 SEVEN_PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-
-
-def need_axolotl() -> None:
-    """Skip (or, with FIN_DISTILL_REQUIRE_ENGINES=1, fail) when the Axolotl environment is missing."""
-    if AX_CLI.exists():
-        return
-    message = "the Axolotl environment is missing: run `sh scripts/setup_env.sh axolotl`"
-    if REQUIRE_ENGINES:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -226,7 +216,7 @@ def key_problems(config: Mapping[str, Any], schema: AxolotlSchema) -> list[str]:
 @pytest.fixture(scope="session")
 def axolotl_schema(tmp_path_factory: pytest.TempPathFactory) -> AxolotlSchema:
     """`axolotl config-schema`, once per session, with the nested dataset models it names."""
-    need_axolotl()
+    need_engine("axolotl")
     log = tmp_path_factory.mktemp("axolotl_schema") / "config-schema.log"
     code, output = run_logged([str(AX_CLI), "config-schema"], log, timeout=180)
     assert code == 0, output[-3000:]
@@ -290,7 +280,7 @@ def test_smoke_changes_only_allowed_keys(path: Path) -> None:
 @pytest.fixture(scope="module")
 def distilled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Training files written by the real distiller from the shipped samples, one folder per data_gen config."""
-    need_axolotl()
+    need_engine("axolotl")
     from data_gen.distill import main
 
     folders = {}
@@ -411,7 +401,7 @@ def test_the_launchers_train_and_merge_an_axolotl_recipe(distilled: dict[str, Pa
 
 
 def test_the_launcher_names_a_missing_recipe() -> None:
-    need_axolotl()
+    need_engine("axolotl")
     result = subprocess.run(["sh", str(ROOT / "scripts" / "train_axolotl.sh"), "recipes/axolotl/nope.yaml"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)  # fmt: skip
     assert result.returncode == 2 and result.stderr.strip() == (
