@@ -33,12 +33,16 @@ class RecipeError(Exception):
     """A problem to report in one line before anything heavy starts."""
 
 
-def engine_of(recipe: Path) -> str:
-    parts = recipe.resolve().relative_to(ROOT).parts if recipe.resolve().is_relative_to(ROOT) else recipe.parts
+def engine_of(recipe: Path, config: dict[str, Any]) -> str:
+    """recipes/<engine>/... names the engine; a recipe kept elsewhere is known by its model key."""
+    parts = recipe.resolve().parts
     for engine in ENGINES:
         if engine in parts:
             return engine
-    raise RecipeError(f"{recipe}: not under recipes/<engine>/ (engines: {', '.join(ENGINES)})")
+    for engine, (model_key, _) in ENGINES.items():
+        if model_key in config:
+            return engine
+    raise RecipeError(f"{recipe}: not under recipes/<engine>/ and has no model_name_or_path or base_model key")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -118,8 +122,8 @@ def check_inputs(config: dict[str, Any], engine: str, recipe: Path) -> None:
 def compose(recipe: Path, smoke: bool, overrides: list[str], python: str) -> dict[str, Any]:
     if not recipe.is_file():
         raise RecipeError(f"recipe {recipe} does not exist (see recipes/README.md for the list)")
-    engine = engine_of(recipe)
     config = yaml.safe_load(recipe.read_text()) or {}
+    engine = engine_of(recipe, config)
     if smoke:
         config = apply_smoke(config, engine, recipe, python)
     config.update(dict(parse_override(o) for o in overrides))

@@ -265,3 +265,18 @@ def test_the_web_chat_comes_up(trained: dict[str, Path], tmp_path: Path) -> None
     finally:
         stop_process(proc)
     assert "<html" in page and "gradio" in page.lower()
+
+
+def test_a_recipe_kept_outside_the_repository_is_composed_for_its_engine(tmp_path: Path) -> None:
+    own = tmp_path / "my_recipe.yaml"
+    own.write_text((RECIPES / "gpt2_qa_full.yaml").read_text())
+    out = tmp_path / "composed.yaml"
+    result = subprocess.run([str(LF_PYTHON if LF_PYTHON.exists() else "python3"), str(ROOT / "scripts" / "recipe.py"),
+                             str(own), "--out", str(out), f"dataset_dir={ROOT / 'tests'}"], capture_output=True,
+                            text=True, cwd=ROOT, timeout=60)  # fmt: skip
+    assert result.returncode == 2 and "tests/dataset_info.json is missing" in result.stderr  # it got to the data check
+    (tmp_path / "not_a_recipe.yaml").write_text("foo: 1\n")
+    result = subprocess.run([str(LF_PYTHON if LF_PYTHON.exists() else "python3"), str(ROOT / "scripts" / "recipe.py"),
+                             str(tmp_path / "not_a_recipe.yaml"), "--out", str(out)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60)  # fmt: skip
+    assert result.returncode == 2 and "has no model_name_or_path or base_model key" in result.stderr
