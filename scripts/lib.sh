@@ -19,12 +19,13 @@ compose() {
   RUN_DIR="saves/runs/$_name"
   CONFIG="$RUN_DIR/config.yaml"
   mkdir -p "$RUN_DIR"
+  _smoke=""
   if [ "${SMOKE:-0}" = 1 ]; then
-    "$ENV/bin/python" scripts/recipe.py "$_recipe" --smoke --out "$CONFIG" "$@" >/dev/null
+    _smoke="--smoke"
     export HF_HUB_OFFLINE=1 CUDA_VISIBLE_DEVICES="" FORCE_TORCHRUN=0
-  else
-    "$ENV/bin/python" scripts/recipe.py "$_recipe" --out "$CONFIG" "$@" >/dev/null
   fi
+  # shellcheck disable=SC2086
+  "$ENV/bin/python" scripts/recipe.py "$_recipe" $_smoke --out "$CONFIG" "$@" >/dev/null
   export DISABLE_VERSION_CHECK=1 DO_NOT_TRACK=1 AXOLOTL_DO_NOT_TRACK=1
 }
 

@@ -115,7 +115,7 @@ def check_inputs(config: dict[str, Any], engine: str, recipe: Path) -> None:
             if not path.exists():
                 raise RecipeError(f"{recipe}: dataset file {entry.get('path')} is missing: distil the data first")
     adapter = config.get("adapter_name_or_path")
-    if adapter and not (ROOT / adapter).exists() and not Path(adapter).exists():
+    if adapter and not (ROOT / adapter).exists():  # an absolute path stays itself under ROOT /
         raise RecipeError(f"{recipe}: adapter {adapter} does not exist yet: train its recipe first")
 
 
