@@ -11,6 +11,7 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,9 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
 
 
 @dataclass
-class DistillConfig:
-    """Everything a distillation run needs. Secrets are never stored here: only the *name* of the key variable."""
+class SourceOptions:
+    """How to read an input file: shared by ``data_gen.distill`` (teacher inputs) and ``eval.run`` (test sets)."""
 
-    # --- what to distil ---
-    task: str = _opt("finsight", "task name (a folder in data_gen/tasks/) or a path to a task folder")
-    input: str | None = _opt(None, "input file or directory (CSV, TSV, JSONL, JSON, Parquet, FPB .txt, datasets dir)")
     input_format: str = _opt(
         "auto",
         "input format; auto picks by extension",
@@ -43,12 +41,37 @@ class DistillConfig:
     )
     text_column: str | None = _opt(None, "column holding the text (default: the task's input column)")
     id_column: str | None = _opt(None, "column holding a stable row id (default: a hash of the text)")
-    label_column: str | None = _opt(None, "optional column with a gold label, compared with the teacher's answer")
+    label_column: str | None = _opt(None, "optional column with the gold label")
     label_map: dict[str, str] = _opt({}, "map raw gold labels to task labels, e.g. 0=negative,1=positive,2=neutral")
     encoding: str = _opt("auto", "text encoding of the input; auto tries UTF-8, then falls back to Latin-1")
-    hf_split: str | None = _opt(None, "split to read when --input is a saved DatasetDict")
+    hf_split: str | None = _opt(None, "split to read when the input is a saved DatasetDict")
     max_chars: int = _opt(20_000, "texts longer than this are rejected as text_too_long")
     limit: int | None = _opt(None, "process only the first N input rows")
+
+    def source(self, path: str | Path, text_column: str) -> Any:
+        """The streamed reader of ``path`` with these options (``text_column`` when none is configured)."""
+        from data_gen.sources import Source
+
+        return Source(
+            path,
+            self.input_format,
+            self.text_column or text_column,
+            self.id_column,
+            self.label_column,
+            self.encoding,
+            self.hf_split,
+            self.max_chars,
+            self.limit,
+        )
+
+
+@dataclass
+class DistillConfig(SourceOptions):
+    """Everything a distillation run needs. Secrets are never stored here: only the *name* of the key variable."""
+
+    # --- what to distil ---
+    task: str = _opt("finsight", "task name (a folder in data_gen/tasks/) or a path to a task folder")
+    input: str | None = _opt(None, "input file or directory (CSV, TSV, JSONL, JSON, Parquet, FPB .txt, datasets dir)")
 
     # --- the teacher ---
     teacher: str = _opt(
@@ -126,10 +149,6 @@ class DistillConfig:
         return dataclasses.asdict(self)
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(DistillConfig)}
-_HINTS = typing.get_type_hints(DistillConfig)
-
-
 def _base_type(annotation: Any) -> Any:
     """``str | None`` -> ``str``; ``list[str]`` -> ``list``; ``dict[str, float]`` -> ``dict``."""
     hint = annotation
@@ -149,9 +168,9 @@ def _parse_pairs(text: str, value_type: type) -> dict[str, Any]:
     return out
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _coerce(cls: type, name: str, value: Any) -> Any:
     """Check and convert a YAML value to the field's type, with a one-line error naming the key."""
-    base, args = _base_type(_HINTS[name])
+    base, args = _base_type(typing.get_type_hints(cls)[name])
     if value is None:
         return None
     try:
@@ -174,15 +193,17 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"config key {name!r}: {exc} (got {value!r})") from None
 
 
-def build_parser(description: str, epilog: str = "") -> argparse.ArgumentParser:
-    """An argparse parser with one flag per config field; every default is None so that YAML can fill in."""
+def build_parser(description: str, epilog: str = "", cls: type = DistillConfig) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per field of the config dataclass ``cls``; every default is None so that
+    YAML can fill in."""
     parser = argparse.ArgumentParser(
         description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", help="YAML file with any of the keys below; flags given here override it")
-    for f in dataclasses.fields(DistillConfig):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
-        base, args = _base_type(_HINTS[f.name])
+        base, args = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = f"{f.metadata['help']} (default: {_show(default)})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
@@ -208,8 +229,10 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def load_config(args: argparse.Namespace) -> DistillConfig:
-    """Merge: dataclass defaults < YAML file (``--config``) < command-line flags."""
+def load_config(args: argparse.Namespace, cls: type = DistillConfig, check: Callable[[Any], None] | None = None) -> Any:
+    """Merge: dataclass defaults < YAML file (``--config``) < command-line flags; then ``check`` (default: the
+    distillation checks) the result."""
+    fields = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     if args.config:
         path = Path(args.config)
@@ -221,13 +244,13 @@ def load_config(args: argparse.Namespace) -> DistillConfig:
             raise ConfigError(f"{path}: not valid YAML: {exc}".splitlines()[0]) from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
-        unknown = sorted(set(loaded) - set(FIELDS))
+        unknown = sorted(set(loaded) - fields)
         if unknown:
-            raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(FIELDS)}")
-        values.update({k: _coerce(k, v) for k, v in loaded.items()})
-    values.update({k: v for k, v in vars(args).items() if k in FIELDS and v is not None})
-    config = DistillConfig(**values)
-    validate(config)
+            raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(fields))}")
+        values.update({k: _coerce(cls, k, v) for k, v in loaded.items()})
+    values.update({k: v for k, v in vars(args).items() if k in fields and v is not None})
+    config = cls(**values)
+    (check or validate)(config)
     return config
 
 

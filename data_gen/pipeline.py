@@ -30,7 +30,7 @@ from data_gen.distiller import Distiller, Outcome, run_bounded
 from data_gen.limits import AdaptiveConcurrency, Governor
 from data_gen.pricing import Price, load_price
 from data_gen.report import build_manifest, estimate, example_meta, format_estimate, write_card
-from data_gen.sources import InputError, Record, Rejected, Source, SourceReport, duplicate
+from data_gen.sources import InputError, Record, Rejected, SourceReport, duplicate
 from data_gen.splits import assign_split
 from data_gen.task import Task, load_task
 from data_gen.teachers import Teacher, make_teacher
@@ -121,17 +121,7 @@ class RunContext:
 def prepare(config: DistillConfig, task: Task, work: Workspace) -> Prepared:
     """Stream the input into the workspace: rejections, duplicates, normalized gold labels, rows to ask."""
     text_column = config.text_column or task.input_column
-    source = Source(
-        config.input or "",
-        config.input_format,
-        text_column,
-        config.id_column,
-        config.label_column,
-        config.encoding,
-        config.hf_split,
-        config.max_chars,
-        config.limit,
-    )
+    source = config.source(config.input or "", text_column)
     has_labels = bool(config.label_column) or source.format == "fpb"
     if has_labels and not task.labels:
         raise ConfigError(f"task {task.name} has no label field, so gold labels cannot be used; drop --label-column")

@@ -42,7 +42,9 @@ _TASK_KEYS = {
     "temperature",
     "max_completion_tokens",
     "expected_completion_tokens",
+    "metrics",
 }
+METRIC_KINDS = ("classification", "ordinal", "entities", "text")
 
 
 @dataclass
@@ -53,6 +55,26 @@ class Parsed:
     answer: dict[str, Any]
     repairs: list[str] = field(default_factory=list)
     conclusion: str | None = None
+
+
+@dataclass
+class Reading:
+    """Every step of reading a reply, without stopping at the first failure (what ``eval`` scores).
+
+    ``answer`` is the object found (after local repairs), valid or not; ``failure`` is the first failed check
+    in ladder order (what ``Task.parse`` raises), None for a fully valid reply."""
+
+    thinking: str | None
+    answer: dict[str, Any] | None
+    repairs: list[str]
+    failure: RowRejected | None
+    conclusion: str | None = None
+    json_found: bool = False
+    schema_valid: bool = False
+
+    @property
+    def parsed(self) -> bool:
+        return self.answer is not None
 
 
 @dataclass
@@ -77,6 +99,7 @@ class Task:
     max_completion_tokens: int
     expected_completion_tokens: int
     description: str = ""
+    metrics: dict[str, str] = field(default_factory=dict)  # answer field -> how eval scores it (METRIC_KINDS)
 
     # ---- definitions derived from the schema (the single source of names and values) ----
     @cached_property
@@ -161,33 +184,59 @@ class Task:
     # ---- parsing and checks ----
     def parse(self, text: str, reasoning: str | None = None) -> Parsed:
         """Reply -> Parsed, or RowRejected with a reason code."""
+        reading = self.inspect(text, reasoning)
+        if reading.failure is not None:
+            raise reading.failure
+        assert reading.answer is not None
+        return Parsed(reading.thinking, reading.answer, reading.repairs, reading.conclusion)
+
+    def inspect(self, text: str, reasoning: str | None = None) -> Reading:
+        """Read a reply step by step: reasoning, JSON found, parsed, schema-valid, conclusion; the first failure
+        in that order is kept in ``failure``, and the later steps still run."""
         if not text.strip() and not (reasoning or "").strip():
-            raise RowRejected("empty_response", "the reply is empty")
+            return Reading(None, None, [], RowRejected("empty_response", "the reply is empty"))
         parts = split_thinking(text, reasoning, self.thinking_tag)
         repairs = list(parts.repairs)
+        failures: list[RowRejected] = []
         if self.thinking == "required" and not parts.thinking:
-            raise RowRejected("no_thinking", f"no <{self.thinking_tag}>...</{self.thinking_tag}> reasoning block")
+            failures.append(
+                RowRejected("no_thinking", f"no <{self.thinking_tag}>...</{self.thinking_tag}> reasoning block")
+            )
+        answer: dict[str, Any] | None
+        json_found = True
         if self.answer_kind == "json":
-            answer, json_repairs = extract_json_object(parts.rest)
-            repairs += json_repairs
+            try:
+                answer, json_repairs = extract_json_object(parts.rest)
+                repairs += json_repairs
+            except RowRejected as rejection:
+                answer, json_found = None, rejection.reason != "no_json"
+                failures.append(rejection)
         else:
             answer = {"answer": parts.rest.strip()}
             if self._refusal_re and self._refusal_re.search(answer["answer"]):
-                raise RowRejected("declined", "the teacher declined to answer")
-        if not self.validator.is_valid(answer):  # the common case skips the slower error search
-            repairs += fix_enum_case(answer, self.validator)
-            error = schema_error(answer, self.validator)
-            if error:
-                raise RowRejected("schema_invalid", error)
-        answer = self._ordered(answer)
+                failures.append(RowRejected("declined", "the teacher declined to answer"))
+        valid = False
         conclusion = self.conclusion(parts.thinking)
-        if conclusion is not None and self.label_field and conclusion != answer.get(self.label_field):
-            raise RowRejected(
-                "thinking_mismatch",
-                f"the thinking concludes {self.label_field} is {conclusion!r} but the JSON says "
-                f"{answer.get(self.label_field)!r}",
-            )
-        return Parsed(thinking=parts.thinking, answer=answer, repairs=repairs, conclusion=conclusion)
+        if answer is not None:
+            error = None
+            if not self.validator.is_valid(answer):  # the common case skips the slower error search
+                repairs += fix_enum_case(answer, self.validator)
+                error = schema_error(answer, self.validator)
+            if error:
+                failures.append(RowRejected("schema_invalid", error))
+            valid = error is None
+            answer = self._ordered(answer)
+            stated = answer.get(self.label_field) if self.label_field else None
+            if conclusion is not None and self.label_field and conclusion != stated:
+                failures.append(
+                    RowRejected(
+                        "thinking_mismatch",
+                        f"the thinking concludes {self.label_field} is {conclusion!r} but the JSON says {stated!r}",
+                    )
+                )
+        return Reading(
+            parts.thinking, answer, repairs, failures[0] if failures else None, conclusion, json_found, valid
+        )
 
     def conclusion(self, thinking: str | None) -> str | None:
         """The label the reasoning concludes (its last statement of one), or None when it states none."""
@@ -286,11 +335,20 @@ def load_task(name_or_path: str) -> Task:
         max_completion_tokens=int(spec.get("max_completion_tokens", 1024)),
         expected_completion_tokens=int(spec.get("expected_completion_tokens", 256)),
         description=spec.get("description", ""),
+        metrics=dict(spec.get("metrics") or {}),
     )
     if task.answer_kind not in ("json", "text"):
         raise ConfigError(f"{spec_path}: answer must be json or text, got {task.answer_kind!r}")
     if task.thinking not in ("required", "optional", "none"):
         raise ConfigError(f"{spec_path}: thinking must be required, optional or none")
+    for name, kind in task.metrics.items():
+        if kind not in METRIC_KINDS:
+            kinds = ", ".join(METRIC_KINDS)
+            raise ConfigError(f"{spec_path}: metrics.{name}: unknown kind {kind!r}; use one of {kinds}")
+        if name not in task.field_names:
+            raise ConfigError(f"{spec_path}: metrics.{name}: the schema has no field {name!r}")
+        if kind in ("classification", "ordinal"):
+            task.enum(name)  # a class field needs its values in the schema
     for example in task.examples:  # the prompt's examples must obey the schema they teach
         error = schema_error(example["answer"], task.validator)
         if error:
