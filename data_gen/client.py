@@ -123,9 +123,11 @@ class ChatClient:
         max_retries: int = 6,
         backoff_max: float = 60.0,
         governor: Governor | None = None,
+        endpoint_id: str | None = None,
     ) -> None:
         self.base_url = base_url
-        self.endpoint = normalize_endpoint(base_url)
+        # the name of the endpoint in cache keys: the URL, or a stable id for a server started on a new port
+        self.endpoint = endpoint_id or normalize_endpoint(base_url)
         self.model = model
         self._api_key = api_key or "EMPTY"  # keyless local servers (vllm serve) accept any token
         self.timeout = timeout

@@ -47,6 +47,7 @@ class Record:
     text: str
     row: int
     label: Any = None
+    extra: dict[str, Any] | None = field(default=None, compare=False)  # the ``extra_columns`` asked for
 
 
 @dataclass
@@ -153,8 +154,10 @@ class Source:
         hf_split: str | None = None,
         max_chars: int = 20_000,
         limit: int | None = None,
+        extra_columns: tuple[str, ...] = (),
     ) -> None:
         self.path = Path(path)
+        self.extra_columns = extra_columns
         if not self.path.exists():
             raise InputError(f"input not found: {self.path}")
         self.format = detect_format(self.path) if fmt == "auto" else fmt
@@ -195,7 +198,11 @@ class Source:
             else:
                 label = values.get("label") if self.format == "fpb" else values.get(self.label_column or "")
                 yield Record(
-                    id=rid, text=text, row=row, label=label if self.label_column or self.format == "fpb" else None
+                    id=rid,
+                    text=text,
+                    row=row,
+                    label=label if self.label_column or self.format == "fpb" else None,
+                    extra={c: values.get(c) for c in self.extra_columns} if self.extra_columns else None,
                 )
         self._check_columns(final=True)
 
@@ -204,7 +211,8 @@ class Source:
         if self.format in ("fpb", "txt") or (not self.report.columns and not final):
             return
         present = set(self.report.columns)
-        for role, column in (("text", self.text_column), ("id", self.id_column), ("label", self.label_column)):
+        roles = [("text", self.text_column), ("id", self.id_column), ("label", self.label_column)]
+        for role, column in roles + [("extra", c) for c in self.extra_columns]:
             if column and column not in present and (self.report.columns or self.report.rows):
                 shown = ", ".join(self.report.columns) or "(none)"
                 raise InputError(f"{self.path}: no {role} column {column!r}; the columns are: {shown}")

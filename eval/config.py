@@ -1,0 +1,138 @@
+"""Evaluation run configuration: one dataclass, loaded from YAML and overridden by flags (as in ``data_gen``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data_gen.config import ConfigError, SourceOptions, _opt
+
+BACKENDS = ("auto", "vllm", "llamafactory", "endpoint")
+CONSTRAINED = ("none", "json_schema", "structured_outputs", "guided_json")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _engine_bin(env: str, name: str) -> str:
+    """The engine environment's executable when ``scripts/setup_env.sh`` made one, else the name on PATH."""
+    local = ROOT / ".venvs" / env / "bin" / name
+    return str(local) if local.exists() else name
+
+
+@dataclass
+class EvalConfig(SourceOptions):
+    """Everything an evaluation run needs. Secrets are never stored: only the *names* of key variables."""
+
+    # --- what to evaluate on ---
+    task: str = _opt("finsight", "task name (a folder in data_gen/tasks/) or a path to a task folder")
+    data: str | None = _opt(
+        None,
+        "test data: a data_gen output directory (its --split is read), an FPB .txt, or a CSV / TSV / JSONL / JSON / "
+        "Parquet file or saved dataset with --text-column and --label-column",
+    )
+    split: str = _opt("test", "split of a data_gen output directory to evaluate on")
+    reference: str = _opt(
+        "teacher",
+        "for a data_gen output directory: score against the teacher's answers (teacher) or the input's gold labels "
+        "(gold)",
+        choices=["teacher", "gold"],
+    )
+
+    # --- the models ---
+    backend: str = _opt(
+        "auto",
+        "vllm (starts `vllm serve`), llamafactory (starts `llamafactory-cli api`, runs on CPU) or endpoint (a server "
+        "that is already running); auto: endpoint when --endpoint is given, else vllm",
+        choices=list(BACKENDS),
+    )
+    model: str | None = _opt(
+        None, "base model: a Hugging Face id or folder (vllm, llamafactory) or the name the --endpoint serves it as"
+    )
+    adapter: str | None = _opt(
+        None,
+        "LoRA adapter folder (vllm, llamafactory) or the name the --endpoint serves it as; with --model, base and "
+        "fine-tuned are both evaluated on the same prompts",
+    )
+    endpoint: str | None = _opt(None, "base URL of a running OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str | None = _opt(None, "NAME of the environment variable holding the --endpoint's API key")
+    template: str | None = _opt(
+        None, "LLaMA-Factory chat template (qwen, llama3, ...); default: the tokenizer's own chat template"
+    )
+    teacher: str | None = _opt(
+        None,
+        "also evaluate a teacher as a reference: rules (the offline baseline) or openai (--teacher-base-url, "
+        "--teacher-model, --teacher-api-key-env)",
+        choices=["rules", "openai"],
+    )
+    teacher_base_url: str | None = _opt(None, "base URL of the teacher's OpenAI-compatible API")
+    teacher_model: str | None = _opt(None, "teacher model name as its API knows it")
+    teacher_api_key_env: str | None = _opt("OPENAI_API_KEY", "NAME of the environment variable with the teacher's key")
+
+    # --- generation (recorded in results.json) ---
+    temperature: float = _opt(0.0, "sampling temperature (0: greedy)")
+    top_p: float | None = _opt(None, "nucleus sampling; omitted from requests when unset")
+    max_tokens: int | None = _opt(None, "completion token limit per request (default: the task's limit)")
+    seed: int = _opt(0, "sampling seed, sent with every request and given to vllm serve")
+    constrained: str = _opt(
+        "none",
+        "send the task's JSON Schema as a constraint: json_schema (OpenAI response_format, also vLLM), "
+        "structured_outputs (vLLM >= 0.10 extra field), guided_json (older vLLM); answers are validated either way",
+        choices=list(CONSTRAINED),
+    )
+    concurrency: int = _opt(8, "requests in flight per model")
+    timeout: float = _opt(300.0, "seconds before one request times out")
+    max_retries: int = _opt(2, "retries of a request on 429 / 5xx / timeouts / dropped connections")
+
+    # --- servers ---
+    vllm_bin: str = _opt(_engine_bin("vllm", "vllm"), "the vllm executable")
+    llamafactory_cli: str = _opt(_engine_bin("llamafactory", "llamafactory-cli"), "the llamafactory-cli executable")
+    tensor_parallel_size: int = _opt(1, "vllm: GPUs per model replica")
+    data_parallel_size: int = _opt(1, "vllm: model replicas")
+    max_model_len: int | None = _opt(None, "vllm: context length (default: the model's)")
+    gpu_memory_utilization: float | None = _opt(None, "vllm: share of GPU memory to use (default: vLLM's 0.9)")
+    max_lora_rank: int | None = _opt(None, "vllm: largest LoRA rank to serve (default: the adapter's rank)")
+    server_args: list[str] = _opt([], "extra arguments for the server command, e.g. --enforce-eager")
+    startup_timeout: float = _opt(900.0, "seconds to wait for a started server to answer")
+
+    # --- statistics and outputs ---
+    bootstrap: int = _opt(1000, "bootstrap resamples for the 95% confidence intervals")
+    examples: int = _opt(10, "before / after examples in report.md where two models disagree")
+    out: str | None = _opt(None, "output directory: results.json, predictions.jsonl, report.md, plots")
+    cache: bool = _opt(True, "store every answer in <out>/cache.sqlite; a rerun asks only what is missing")
+    dry_run: bool = _opt(False, "check the data and models, print what would run, then stop")
+    progress: bool = _opt(True, "show a progress bar")
+
+    def resolved_backend(self) -> str:
+        if self.backend != "auto":
+            return self.backend
+        return "endpoint" if self.endpoint else "vllm"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def validate(config: EvalConfig) -> None:
+    """Cross-field checks, each a one-line ConfigError before anything starts."""
+    if not config.data:
+        raise ConfigError("no test data: pass --data PATH (or set `data:` in the --config file)")
+    if not config.out and not config.dry_run:
+        raise ConfigError("no output directory: pass --out DIR (or set `out:` in the --config file)")
+    backend = config.resolved_backend()
+    if not config.model and not config.teacher:
+        raise ConfigError("nothing to evaluate: pass --model (and --adapter), or --teacher")
+    if config.adapter and not config.model:
+        raise ConfigError("--adapter needs --model, the base model it was trained on")
+    if backend == "endpoint" and config.model and not config.endpoint:
+        raise ConfigError("--backend endpoint needs --endpoint URL (e.g. http://127.0.0.1:8000/v1)")
+    if backend != "endpoint" and config.endpoint:
+        raise ConfigError(f"--endpoint is for --backend endpoint; --backend {backend} starts its own server")
+    if config.teacher == "openai" and not (config.teacher_base_url and config.teacher_model):
+        raise ConfigError("--teacher openai needs --teacher-base-url and --teacher-model")
+    if config.max_tokens is not None and config.max_tokens < 1:
+        raise ConfigError("--max-tokens must be at least 1")
+    for name in ("concurrency", "bootstrap", "tensor_parallel_size", "data_parallel_size"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    if config.temperature < 0:
+        raise ConfigError("--temperature must be 0 or more")

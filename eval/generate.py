@@ -1,0 +1,102 @@
+"""Ask one model every test prompt, through the same client, concurrency limit and request cache as ``data_gen``.
+
+Answers are stored in ``<out>/cache.sqlite`` as they arrive, so a run that stops (a server that died or hung,
+Ctrl-C) keeps them and the same command resumes with only the missing ones. A started server is watched while
+it works: if it exits, the run stops at once with its log's last lines instead of waiting for timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from data_gen.chat import ChatRequest, Completion
+from data_gen.client import describe_error
+from data_gen.distiller import run_bounded
+from data_gen.task import Task
+from eval.backends import ServerProcess
+from eval.config import EvalConfig
+from eval.data import Item
+
+
+class GenerationFailed(RuntimeError):
+    """A request failed after its retries: the run stops (answers so far are stored)."""
+
+
+def generation_params(config: EvalConfig, task: Task) -> dict[str, Any]:
+    """The sampling settings every request carries (recorded in results.json), with the constraint, if any."""
+    params: dict[str, Any] = {
+        "temperature": config.temperature,
+        "max_tokens": config.max_tokens or task.max_completion_tokens,
+        "seed": config.seed,
+        "top_p": config.top_p,
+    }
+    schema = task.schema_for_prompt
+    if config.constrained == "json_schema":  # OpenAI's form; vLLM's server accepts it too
+        params["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": task.name, "schema": schema, "strict": True},
+        }
+    elif config.constrained == "structured_outputs":  # vLLM >= 0.10 (the guided_* fields were removed later)
+        params["structured_outputs"] = {"json": schema}
+    elif config.constrained == "guided_json":  # older vLLM releases
+        params["guided_json"] = schema
+    return params
+
+
+async def generate(
+    asker: Any,
+    model_name: str,
+    label: str,
+    task: Task,
+    items: list[Item],
+    params: dict[str, Any],
+    concurrency: int,
+    progress: bool = True,
+    process: ServerProcess | None = None,
+) -> list[Completion]:
+    """One Completion per item, in item order. Raises GenerationFailed or ServerError (answers so far stay stored)."""
+    from tqdm import tqdm
+
+    answers: dict[int, Completion] = {}
+    bar = tqdm(total=len(items), unit="answer", desc=f"eval {label}", disable=not progress, file=sys.stderr)
+
+    async def ask(index: int) -> tuple[int, Completion]:
+        item = items[index]
+        request = ChatRequest(model_name, task.messages(item.text), params, text=item.text)
+        try:
+            return index, await asker.complete(request)
+        except Exception as exc:  # after the client's own retries
+            if process is not None and not process.alive():
+                raise process.died(f"the {label!r} server died after {len(answers)} of {len(items)} answers") from exc
+            raise GenerationFailed(
+                f"model {label!r}: {describe_error(exc)} (row {item.row}, id {item.id}) after {len(answers)} of "
+                f"{len(items)} answers"
+            ) from exc
+
+    def done(result: tuple[int, Completion]) -> None:
+        answers[result[0]] = result[1]
+        bar.update()
+
+    work = asyncio.ensure_future(run_bounded(range(len(items)), ask, concurrency, done))
+    watch = asyncio.ensure_future(_watch(process)) if process is not None else None
+    try:
+        await asyncio.wait([t for t in (work, watch) if t is not None], return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():  # the watchdog fired: the server is gone
+            work.cancel()
+            assert watch is not None
+            await asyncio.gather(work, return_exceptions=True)
+            raise process.died(f"the {label!r} server died after {len(answers)} of {len(items)} answers")  # type: ignore[union-attr]
+        work.result()
+    finally:
+        bar.close()
+        if watch is not None:
+            watch.cancel()
+    return [answers[i] for i in range(len(items))]
+
+
+async def _watch(process: ServerProcess) -> None:
+    """Return when the server process has exited."""
+    while process.alive():
+        await asyncio.sleep(0.5)

@@ -1,0 +1,403 @@
+"""The three outputs of a run: results.json, predictions.jsonl, report.md (with PNG plots by matplotlib).
+
+Files are written to a temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from data_gen.chat import Completion
+from data_gen.task import Task
+from eval.data import EvalSet
+
+HEADLINE_ORDER = (
+    "accuracy",
+    "weighted_f1",
+    "macro_f1",
+    "missing_rate",
+    "f1",
+    "sentiment_accuracy",
+    "rougeL",
+    "rouge1",
+    "rouge2",
+    "number_exact_match",
+)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
+
+
+def write_all(
+    out: Path,
+    task: Task,
+    evalset: EvalSet,
+    answers: dict[str, list[Completion]],
+    rows: dict[str, list[dict[str, Any]]],
+    results: dict[str, Any],
+    examples: int,
+) -> None:
+    lines = []
+    for label, completions in answers.items():
+        for item, completion, row in zip(evalset.items, completions, rows[label], strict=True):
+            lines.append(
+                json.dumps(
+                    {
+                        "model": label,
+                        "id": item.id,
+                        "row": item.row,
+                        "text": item.text,
+                        "gold": item.gold,
+                        "raw": completion.text,
+                        "reasoning": completion.reasoning,
+                        "finish_reason": completion.finish_reason,
+                        "answer": task.inspect(completion.text, completion.reasoning).answer,
+                        **row,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+    _atomic_write(out / "predictions.jsonl", "\n".join(lines) + "\n")
+    plots = make_plots(out / "plots", task, results)
+    results["plots"] = [str(p.relative_to(out)) for p in plots]
+    _atomic_write(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False, default=str) + "\n")
+    _atomic_write(out / "report.md", render(task, evalset, rows, results, plots, out, examples))
+
+
+# ---------------------------------------------------------------- numbers as text
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _with_interval(entry: dict[str, Any] | None) -> str:
+    if not entry or entry.get("value") is None:
+        return "n/a"
+    if entry.get("low") is None:
+        return _num(entry["value"])
+    return f"{entry['value']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+
+def headline_names(results: dict[str, Any]) -> list[str]:
+    """The metrics with intervals: answer fields in the task's order (each in HEADLINE_ORDER), format rates last."""
+    names = list(dict.fromkeys(name for values in results["intervals"].values() for name in values))
+    fields = list(dict.fromkeys(name.split(".", 1)[0] for name in names))
+
+    def rank(name: str) -> tuple[bool, int, int]:
+        prefix, metric = name.split(".", 1)
+        order = HEADLINE_ORDER.index(metric) if metric in HEADLINE_ORDER else len(HEADLINE_ORDER)
+        return (prefix == "format", fields.index(prefix), order)
+
+    return sorted(names, key=rank)
+
+
+def summary_lines(results: dict[str, Any], out: str) -> list[str]:
+    """What the terminal shows at the end: the report's path and one line per model."""
+    lines = [f"report: {Path(out) / 'report.md'} (results.json, predictions.jsonl, plots/ beside it)"]
+    names = [*[n for n in headline_names(results) if not n.startswith("format.")][:3], "format.schema_valid"]
+    for label, values in results["intervals"].items():
+        shown = ", ".join(f"{n} {_with_interval(values.get(n))}" for n in names if n in values)
+        lines.append(f"{label}: {shown}")
+    for comparison in results["comparisons"]:
+        first = next((n for n in names if n in comparison["differences"]), None)
+        if first:
+            d = comparison["differences"][first]
+            lines.append(
+                f"{comparison['b']} - {comparison['a']}: {first} {_num(d['difference'])} "
+                f"[{_num(d['low'])}, {_num(d['high'])}]"
+            )
+    lines += [f"warning: {w}" for w in results["warnings"]]
+    return lines
+
+
+# ---------------------------------------------------------------- plots
+def make_plots(folder: Path, task: Task, results: dict[str, Any]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    made: list[Path] = []
+    labels = list(results["intervals"])
+    names = [n for n in headline_names(results) if not n.endswith("missing_rate")][:10]
+    if names:
+        fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names) * max(1, len(labels)) / 2), 4))
+        width = 0.8 / max(1, len(labels))
+        for i, label in enumerate(labels):
+            values = [results["intervals"][label].get(n) or {} for n in names]
+            heights = [v.get("value") or 0 for v in values]
+            low = [h - (v.get("low") if v.get("low") is not None else h) for h, v in zip(heights, values, strict=True)]
+            high = [
+                (v.get("high") if v.get("high") is not None else h) - h for h, v in zip(heights, values, strict=True)
+            ]
+            ax.bar([x + i * width for x in range(len(names))], heights, width, yerr=[low, high], capsize=3, label=label)
+        ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(names))], names, rotation=30, ha="right")
+        ax.set_ylim(0, 1.05)
+        ax.set_title("Headline metrics (95% bootstrap intervals)")
+        ax.legend()
+        made.append(_save(fig, folder / "headline.png", plt))
+    for name, kind in task.metrics.items():
+        if kind not in ("classification", "ordinal"):
+            continue
+        reports = {label: results["metrics"][label]["fields"].get(name) for label in labels}
+        reports = {label: r for label, r in reports.items() if r}
+        if not reports:
+            continue
+        classes = task.enum(name)
+        fig, axes = plt.subplots(1, len(reports), figsize=(3.6 * len(reports), 3.4), squeeze=False)
+        for ax, (label, rep) in zip(axes[0], reports.items(), strict=True):
+            matrix = rep["confusion"]
+            ax.imshow(matrix, cmap="Blues")
+            for r, row in enumerate(matrix):
+                for c, count in enumerate(row):
+                    ax.text(c, r, str(count), ha="center", va="center")
+            ax.set_xticks(range(len(classes)), classes, rotation=30)
+            ax.set_yticks(range(len(classes)), classes)
+            ax.set_xlabel(f"predicted ({rep['missing']} missing)")
+            ax.set_ylabel("gold")
+            ax.set_title(label)
+        fig.suptitle(f"{name}: confusion matrices")
+        made.append(_save(fig, folder / f"confusion_{name}.png", plt))
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        width = 0.8 / len(reports)
+        for i, (label, rep) in enumerate(reports.items()):
+            f1s = [rep["per_class"][c]["f1"] for c in classes]
+            ax.bar([x + i * width for x in range(len(classes))], f1s, width, label=label)
+        ax.set_xticks([x + width * (len(reports) - 1) / 2 for x in range(len(classes))], classes)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("F1")
+        ax.set_title(f"{name}: F1 per class")
+        ax.legend()
+        made.append(_save(fig, folder / f"per_class_f1_{name}.png", plt))
+    return made
+
+
+def _save(fig: Any, path: Path, plt: Any) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- report.md
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def render(
+    task: Task,
+    evalset: EvalSet,
+    rows: dict[str, list[dict[str, Any]]],
+    results: dict[str, Any],
+    plots: list[Path],
+    out: Path,
+    examples: int,
+) -> str:
+    facts, labels = results["data"], list(results["intervals"])
+    lines = [
+        f"# Evaluation: `{task.name}` on `{facts['path']}`",
+        "",
+        f"{results['created_at']} · {facts['evaluated']} rows ({facts['kind']}, sha256 `{facts['sha256'][:12]}`) · "
+        f"models: {', '.join(labels)} · {results['seconds']} s",
+        "",
+        f"`{results['command']}`",
+        "",
+    ]
+    if results["warnings"]:
+        lines += ["## Warnings", "", *[f"- {w}" for w in results["warnings"]], ""]
+    names = headline_names(results)
+    lines += ["## Headline metrics", "", "Value [95% bootstrap interval]; a missing answer counts as wrong.", ""]
+    lines += _table(
+        ["metric", *labels],
+        [[name, *(_with_interval(results["intervals"][label].get(name)) for label in labels)] for name in names],
+    )
+    if any(p.name == "headline.png" for p in plots):
+        lines += ["", "![headline metrics](plots/headline.png)"]
+    if results["comparisons"]:
+        lines += [
+            "",
+            "## Comparisons",
+            "",
+            "Difference b - a on the same prompts, paired bootstrap 95% interval; McNemar's exact test for accuracies.",
+            "",
+        ]
+        table = []
+        for comparison in results["comparisons"]:
+            for name in names:
+                d = comparison["differences"].get(name)
+                if d is None:
+                    continue
+                test = comparison["mcnemar"].get(name)
+                p_value = f"{test['p_value']:.3g} ({test['only_a']} vs {test['only_b']})" if test else ""
+                interval = f"[{_num(d['low'])}, {_num(d['high'])}]"
+                table.append([f"{comparison['b']} - {comparison['a']}", name, _num(d["difference"]), interval, p_value])
+        lines += _table(["pair", "metric", "difference", "95% interval", "McNemar p (only a vs only b right)"], table)
+    lines += [
+        "",
+        "## Format ladder",
+        "",
+        "Share of answers that pass each step (agreement: the thinking's stated "
+        "conclusion equals the JSON's label, over answers that state one).",
+        "",
+    ]
+    steps = ("thinking", "json_found", "parsed", "schema_valid", "truncated", "agreement")
+    table = []
+    for label in labels:
+        fmt = results["metrics"][label]["format"]
+        failures = ", ".join(f"{k} {v}" for k, v in fmt["failures"].items()) or "none"
+        table.append([label, *(_num(fmt[s]) for s in steps), failures])
+    lines += _table(["model", *steps, "first failure (count)"], table)
+    for name, kind in task.metrics.items():
+        reports = {label: results["metrics"][label]["fields"].get(name) for label in labels}
+        reports = {label: r for label, r in reports.items() if r}
+        if not reports:
+            continue
+        lines += ["", f"## `{name}` ({kind})", ""]
+        lines += _field_section(task, name, kind, reports)
+        for plot in plots:
+            if plot.stem in (f"confusion_{name}", f"per_class_f1_{name}"):
+                lines += ["", f"![{plot.stem}](plots/{plot.name})"]
+    lines += _examples(task, evalset, rows, labels, examples)
+    lines += [
+        "",
+        "## Settings",
+        "",
+        "```json",
+        json.dumps(
+            {"generation": results["generation"], "models": results["models"], "data": facts},
+            indent=1,
+            ensure_ascii=False,
+            default=str,
+        ),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _field_section(task: Task, name: str, kind: str, reports: dict[str, dict[str, Any]]) -> list[str]:
+    if kind in ("classification", "ordinal"):
+        classes = task.enum(name)
+        header = ["model", "n", "accuracy", "macro-F1", "weighted F1", "missing"]
+        header += ["mean abs error"] if kind == "ordinal" else []
+        header += [f"{c} P / R / F1" for c in classes]
+        table = []
+        for label, rep in reports.items():
+            row = [
+                label,
+                str(rep["n"]),
+                _num(rep["accuracy"]),
+                _num(rep["macro_f1"]),
+                _num(rep["weighted_f1"]),
+                _num(rep["missing_rate"]),
+            ]
+            row += [_num(rep["mean_abs_error"])] if kind == "ordinal" else []
+            row += [" / ".join(_num(rep["per_class"][c][k], 2) for k in ("precision", "recall", "f1")) for c in classes]
+            table.append(row)
+        return _table(header, table)
+    if kind == "entities":
+        header = [
+            "model",
+            "rows",
+            "precision",
+            "recall",
+            "F1",
+            "sentiment acc. (matched)",
+            "gold / predicted",
+            "missing",
+        ]
+        return _table(
+            header,
+            [
+                [
+                    label,
+                    str(r["n"]),
+                    _num(r["precision"]),
+                    _num(r["recall"]),
+                    _num(r["f1"]),
+                    _num(r["sentiment_accuracy"]),
+                    f"{r['gold_entities']} / {r['predicted_entities']}",
+                    _num(r["missing_rate"]),
+                ]
+                for label, r in reports.items()
+            ],
+        )
+    header = [
+        "model",
+        "n",
+        "ROUGE-1",
+        "ROUGE-2",
+        "ROUGE-L",
+        "numbers exact",
+        "words mean / median (reference)",
+        "missing",
+    ]
+    return _table(
+        header,
+        [
+            [
+                label,
+                str(r["n"]),
+                _num(r["rouge1"]),
+                _num(r["rouge2"]),
+                _num(r["rougeL"]),
+                f"{_num(r['number_exact_match'])} ({r['rows_with_numbers']} rows)",
+                f"{r['words']['mean']:.1f} / {r['words']['median']:.0f} ({r['words']['reference_mean']:.1f})",
+                _num(r["missing_rate"]),
+            ]
+            for label, r in reports.items()
+        ],
+    )
+
+
+def _examples(
+    task: Task, evalset: EvalSet, rows: dict[str, list[dict[str, Any]]], labels: list[str], limit: int
+) -> list[str]:
+    """Rows where the first two models disagree on the first scored field, gold first."""
+    if len(labels) < 2 or not limit or not task.metrics:
+        return []
+    a, b = labels[0], labels[1]
+    name = next(iter(task.metrics))
+    picked = []
+    for item, ra, rb in zip(evalset.items, rows[a], rows[b], strict=True):
+        pa, pb = ra["fields"][name]["predicted"], rb["fields"][name]["predicted"]
+        if pa != pb:
+            picked.append(
+                [
+                    item.id,
+                    _short(item.text, 120),
+                    _short(item.gold.get(name), 60) if item.gold else "",
+                    _short(pa, 60) if pa is not None else "missing",
+                    _short(pb, 60) if pb is not None else "missing",
+                ]
+            )
+        if len(picked) >= limit:
+            break
+    if not picked:
+        return ["", "## Before / after", "", f"{a} and {b} give the same `{name}` on every row."]
+    return [
+        "",
+        f"## Before / after: `{name}` where {a} and {b} disagree",
+        "",
+        *_table(["id", "text", "gold", a, b], picked),
+    ]

@@ -1,0 +1,279 @@
+"""Evaluate models on held-out prompts: did fine-tuning make the model better, by how much, and is it reliable?
+
+    python -m eval.run --config eval/configs/finsight.yaml --data datasets/finsight --split test \\
+        --model Qwen/Qwen2.5-7B-Instruct --adapter saves/qwen2.5-7b/finsight-qlora --backend vllm --out reports/run1
+    python -m eval.run --config eval/configs/finsight.yaml --data ../shared/data/fpb/Sentences_AllAgree.txt \\
+        --endpoint http://127.0.0.1:8000/v1 --model my-model --out reports/fpb
+    python -m eval.run --config eval/configs/finsight.yaml --data tweets.csv --text-column text \\
+        --label-column label --endpoint http://127.0.0.1:8000/v1 --model my-model --out reports/tweets
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import signal
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from data_gen.cache import CachedTeacher, ResponseCache
+from data_gen.chat import Completion
+from data_gen.client import ChatClient, TeacherSetupError
+from data_gen.config import ConfigError, DistillConfig, build_parser, load_config
+from data_gen.report import versions
+from data_gen.task import Task, load_task
+from data_gen.teachers import make_teacher
+from eval import report
+from eval.backends import ServerError, check_models, groups, serve, vllm_command
+from eval.config import EvalConfig, validate
+from eval.data import EvalSet, load_eval_set
+from eval.generate import GenerationFailed, generate, generation_params
+from eval.scoring import aggregate, score_row
+from eval.stats import compare, draws, headline_metrics, mcnemar, with_intervals
+
+EPILOG = """
+With --model and --adapter, the base and the fine-tuned model answer the same prompts in one run; --teacher adds
+the teacher as a reference. Outputs in --out: results.json (every metric with its 95% bootstrap interval,
+settings, model identities, data hash), predictions.jsonl (raw output, parsed answer, gold and scores per row),
+report.md with plots. Answers are stored in <out>/cache.sqlite as they arrive: after a failure or Ctrl-C, the same
+command resumes. Generation is greedy (temperature 0) with the task's max_tokens unless told otherwise; answers
+are validated against the task's JSON Schema whether or not --constrained asked the server to enforce it.
+
+exit status: 0 done, 2 bad data or configuration, 3 a server failed (answers so far are kept), 130 interrupted.
+"""
+
+
+async def collect(
+    config: EvalConfig, task: Task, evalset: EvalSet, out: Path, cache: ResponseCache | None
+) -> tuple[dict[str, list[Completion]], dict[str, dict[str, Any]]]:
+    """Every model's answers (label -> answers in item order) and what each model is."""
+    params = generation_params(config, task)
+    answers: dict[str, list[Completion]] = {}
+    models: dict[str, dict[str, Any]] = {}
+    for group in groups(config):
+        with serve(config, group, out / "servers") as served_models:
+            for served in served_models:
+                client = ChatClient(
+                    served.base_url,
+                    served.name,
+                    served.api_key,
+                    concurrency=config.concurrency,
+                    timeout=config.timeout,
+                    max_retries=config.max_retries,
+                    endpoint_id=served.cache_endpoint,
+                )
+                try:
+                    await client.check()
+                    asker = CachedTeacher(client, cache) if cache is not None else client
+                    answers[served.label] = await generate(
+                        asker,
+                        served.name,
+                        served.label,
+                        task,
+                        evalset.items,
+                        params,
+                        config.concurrency,
+                        config.progress,
+                        served.process,
+                    )
+                finally:
+                    await client.close()
+                models[served.label] = {"served_name": served.name, **served.identity}
+    if config.teacher:
+        teacher = make_teacher(
+            DistillConfig(
+                teacher=config.teacher,
+                base_url=config.teacher_base_url,
+                model=config.teacher_model,
+                api_key_env=config.teacher_api_key_env,
+                concurrency=config.concurrency,
+                timeout=config.timeout,
+                max_retries=config.max_retries,
+            ),
+            task,
+        )
+        try:
+            await teacher.check()
+            asker = CachedTeacher(teacher, cache) if (cache is not None and teacher.cacheable) else teacher
+            answers["teacher"] = await generate(
+                asker, teacher.model, "teacher", task, evalset.items, params, config.concurrency, config.progress
+            )
+        finally:
+            await teacher.close()
+        models["teacher"] = {"backend": teacher.kind, "model": teacher.model, "endpoint": teacher.endpoint}
+    return answers, models
+
+
+def score(
+    config: EvalConfig, task: Task, evalset: EvalSet, answers: dict[str, list[Completion]]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Per-row scores and the metrics, intervals and pairwise comparisons of every model."""
+    rows = {
+        label: [
+            score_row(task, task.inspect(c.text, c.reasoning), c.finish_reason, item.gold)
+            for item, c in zip(evalset.items, completions, strict=True)
+        ]
+        for label, completions in answers.items()
+    }
+    index = draws(len(evalset.items), config.bootstrap, config.seed)
+    headline = {label: headline_metrics(task, label_rows) for label, label_rows in rows.items()}
+    labels = list(rows)
+    comparisons = []
+    for i, a in enumerate(labels):
+        for b in labels[i + 1 :]:
+            tests = {}
+            for name, kind in task.metrics.items():
+                if kind in ("classification", "ordinal") and any(r["fields"][name]["gold"] for r in rows[a]):
+                    paired = [(ra, rb) for ra, rb in zip(rows[a], rows[b], strict=True) if ra["fields"][name]["gold"]]
+                    tests[f"{name}.accuracy"] = mcnemar(
+                        [ra["fields"][name]["correct"] for ra, _ in paired],
+                        [rb["fields"][name]["correct"] for _, rb in paired],
+                    )
+            comparisons.append(
+                {"a": a, "b": b, "differences": compare(headline[a], headline[b], index), "mcnemar": tests}
+            )
+    metrics = {
+        "metrics": {label: aggregate(task, label_rows) for label, label_rows in rows.items()},
+        "intervals": {label: with_intervals(h, index) for label, h in headline.items()},
+        "comparisons": comparisons,
+    }
+    return rows, metrics
+
+
+def warnings_for(config: EvalConfig, task: Task, metrics: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    """Things a reader must not miss: an ignored constraint, truncated answers, answers the parser could not use."""
+    found = []
+    for label, result in metrics["metrics"].items():
+        fmt, n = result["format"], result["n"]
+        if config.constrained != "none" and label != "teacher" and fmt["schema_valid"] < 1:
+            bad = round((1 - fmt["schema_valid"]) * n)
+            found.append(
+                f"{label}: --constrained {config.constrained} was sent, yet {bad} of {n} answers are not "
+                "schema-valid: the server ignored or does not support this form of constraint"
+            )
+        if fmt["truncated"] > 0:
+            found.append(
+                f"{label}: {round(fmt['truncated'] * n)} of {n} answers hit max_tokens={params['max_tokens']}; "
+                "raise --max-tokens"
+            )
+        if fmt["parsed"] < 1 and task.answer_kind == "json":
+            found.append(f"{label}: {round((1 - fmt['parsed']) * n)} of {n} answers hold no usable JSON (missing)")
+    return found
+
+
+def usage_summary(completions: list[Completion]) -> dict[str, Any]:
+    latencies = sorted(c.latency_s for c in completions if not c.from_cache)
+    return {
+        "answers": len(completions),
+        "from_cache": sum(c.from_cache for c in completions),
+        "prompt_tokens": sum(c.usage.prompt_tokens for c in completions),
+        "completion_tokens": sum(c.usage.completion_tokens for c in completions),
+        "latency_s": {
+            "mean": statistics.fmean(latencies) if latencies else None,
+            "p95": latencies[int(0.95 * (len(latencies) - 1))] if latencies else None,
+        },
+    }
+
+
+def plan(config: EvalConfig, task: Task, evalset: EvalSet) -> list[str]:
+    """What a run would do: the dry run's output."""
+    facts = evalset.facts()
+    labels = [spec.label for group in groups(config) for spec in group] + (["teacher"] if config.teacher else [])
+    lines = [
+        f"data: {facts['path']} ({facts['kind']}): {facts['evaluated']} rows to evaluate, "
+        f"{facts['rejected']} rejected, {facts['not_selected']} in other splits; gold fields: "
+        f"{', '.join(facts['gold_fields']) or 'none (format only)'}",
+        f"task: {task.name}; models: {', '.join(labels)}; requests: {len(evalset.items) * len(labels)} "
+        f"(max_tokens {config.max_tokens or task.max_completion_tokens}, temperature {config.temperature}, "
+        f"seed {config.seed}, constrained {config.constrained}); stored answers are not asked again",
+    ]
+    backend = config.resolved_backend()
+    if backend == "vllm":
+        lines.append("would start: " + " ".join(vllm_command(config, groups(config)[0], 8000)))
+    elif backend == "llamafactory":
+        lines.append(f"would start: {config.llamafactory_cli} api (one model at a time: {', '.join(labels)})")
+    elif config.model:
+        lines.append(f"endpoint: {config.endpoint}")
+    return lines
+
+
+def run(config: EvalConfig, argv: list[str]) -> dict[str, Any]:
+    """The whole evaluation; returns results (also written to <out>/results.json)."""
+    started = time.time()
+    task = load_task(config.task)
+    evalset = load_eval_set(config, task)  # data problems: one line, before any server starts
+    check_models(config)
+    if config.dry_run:
+        for line in plan(config, task, evalset):
+            print(line)
+        return {}
+    out = Path(config.out or "")
+    out.mkdir(parents=True, exist_ok=True)
+    cache = ResponseCache(out / "cache.sqlite") if config.cache else None
+    try:
+        answers, models = asyncio.run(collect(config, task, evalset, out, cache))
+    finally:
+        if cache is not None:
+            cache.close()
+    rows, metrics = score(config, task, evalset, answers)
+    params = generation_params(config, task)
+    for label, completions in answers.items():
+        models[label].update(usage_summary(completions))
+    schema_text = json.dumps(task.schema, sort_keys=True).encode()
+    results = {
+        "task": task.name,
+        "command": " ".join(argv),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(time.time() - started, 2),
+        "data": evalset.facts(),
+        "generation": {
+            **{k: v for k, v in params.items() if k not in ("response_format", "structured_outputs", "guided_json")},
+            "constrained": config.constrained,
+            "schema_sha256": hashlib.sha256(schema_text).hexdigest(),
+        },
+        "models": models,
+        **metrics,
+        "warnings": warnings_for(config, task, metrics, params),
+        "config": config.as_dict(),
+        "versions": versions(),
+    }
+    report.write_all(out, task, evalset, answers, rows, results, config.examples)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(__doc__ or "", EPILOG, cls=EvalConfig)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops the servers like Ctrl-C does
+    try:
+        config = load_config(args, EvalConfig, validate)
+        results = run(config, ["python", "-m", "eval.run", *(argv if argv is not None else sys.argv[1:])])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ServerError, GenerationFailed, TeacherSetupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if config.out:
+            print(
+                f"answers received so far are stored in {Path(config.out) / 'cache.sqlite'}: "
+                "rerun the same command to resume",
+                file=sys.stderr,
+            )
+        return 3
+    except KeyboardInterrupt:
+        print("interrupted: answers received so far are stored; rerun the same command to resume", file=sys.stderr)
+        return 130
+    if results:
+        for line in report.summary_lines(results, config.out or ""):
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
