@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import threading
 import time
@@ -248,8 +249,18 @@ def main() -> None:
     parser.add_argument("--fail-429", type=float, default=0.0, help="answer this share of requests with 429")
     parser.add_argument("--api-key", default=None, help="require this bearer token")
     parser.add_argument("--times", default=None, help="on exit, write the arrival time of every request here")
+    parser.add_argument(
+        "--exit-after", type=int, default=None, help="answer this many requests, then die (exit status 1) on the next"
+    )
     args = parser.parse_args()
+
+    def script(body: dict[str, Any], count: int) -> Reply:
+        if args.exit_after is not None and len(server.requests) > args.exit_after:
+            os._exit(1)  # a crash: no answer, no cleanup
+        return always_valid(body, count)
+
     server = FakeOpenAI(
+        script,
         api_key=args.api_key,
         latency=args.latency,
         rpm_limit=args.rpm_limit,

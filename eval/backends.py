@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -105,7 +106,7 @@ def check_models(config: EvalConfig) -> None:
     if config.resolved_backend() == "endpoint":
         return
     model = config.model or ""
-    if model and not Path(model).exists() and not re.fullmatch(r"[\w.-]+/[\w.-]+", model):
+    if model and not Path(model).exists() and not re.fullmatch(r"\w[\w.-]*/[\w.-]+", model):
         raise ConfigError(f"model not found: {model} (neither a folder nor a hub id like Qwen/Qwen2.5-7B-Instruct)")
     if config.adapter:
         trained_on = adapter_config(config.adapter).get("base_model_name_or_path") or ""
@@ -114,6 +115,11 @@ def check_models(config: EvalConfig) -> None:
                 f"adapter {config.adapter} was trained on {trained_on!r}, not on --model {model!r}: "
                 "pass the base model it was trained on"
             )
+    if model:
+        program = config.vllm_bin if config.resolved_backend() == "vllm" else config.llamafactory_cli
+        if shutil.which(program) is None:
+            env = config.resolved_backend()
+            raise ConfigError(f"{program} not found: create its environment with sh scripts/setup_env.sh {env}")
 
 
 def fingerprint(path: str) -> dict[str, Any]:

@@ -92,7 +92,10 @@ class EvalConfig(SourceOptions):
     max_model_len: int | None = _opt(None, "vllm: context length (default: the model's)")
     gpu_memory_utilization: float | None = _opt(None, "vllm: share of GPU memory to use (default: vLLM's 0.9)")
     max_lora_rank: int | None = _opt(None, "vllm: largest LoRA rank to serve (default: the adapter's rank)")
-    server_args: list[str] = _opt([], "extra arguments for the server command, e.g. --enforce-eager")
+    server_args: list[str] = _opt(
+        [],
+        "extra arguments for the server command, comma-separated, e.g. --server-args=--enforce-eager,--max-num-seqs,64",
+    )
     startup_timeout: float = _opt(900.0, "seconds to wait for a started server to answer")
 
     # --- statistics and outputs ---

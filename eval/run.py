@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         if config.out:
             print(
-                f"answers received so far are stored in {Path(config.out) / 'cache.sqlite'}: "
+                f"answers received so far (if any) are stored in {Path(config.out) / 'cache.sqlite'}: "
                 "rerun the same command to resume",
                 file=sys.stderr,
             )
