@@ -193,11 +193,13 @@ def plan(config: EvalConfig, task: Task, evalset: EvalSet) -> list[str]:
         f"seed {config.seed}, constrained {config.constrained}); stored answers are not asked again",
     ]
     backend = config.resolved_backend()
-    if backend == "vllm":
+    if not config.model:
+        pass
+    elif backend == "vllm":
         lines.append("would start: " + " ".join(vllm_command(config, groups(config)[0], 8000)))
     elif backend == "llamafactory":
         lines.append(f"would start: {config.llamafactory_cli} api (one model at a time: {', '.join(labels)})")
-    elif config.model:
+    else:
         lines.append(f"endpoint: {config.endpoint}")
     return lines
 
