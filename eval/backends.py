@@ -35,7 +35,7 @@ from data_gen.chat import normalize_endpoint
 from data_gen.config import ConfigError
 from eval.config import EvalConfig
 
-WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's LoRAConfig accepts only these max_lora_rank values
 
 
 class ServerError(RuntimeError):
@@ -245,7 +245,8 @@ def vllm_command(config: EvalConfig, specs: list[ModelSpec], port: int) -> list[
         argv += ["--gpu-memory-utilization", str(config.gpu_memory_utilization)]
     adapters = [spec for spec in specs if spec.adapter]
     if adapters:
-        rank = config.max_lora_rank or max(int(adapter_config(s.adapter or "").get("r", 16)) for s in adapters)
+        needed = max(int(adapter_config(s.adapter or "").get("r", 16)) for s in adapters)
+        rank = config.max_lora_rank or next((r for r in VLLM_LORA_RANKS if r >= needed), needed)
         argv += ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras", str(len(adapters))]
         argv += ["--lora-modules", *(f"{s.label}={s.adapter}" for s in adapters)]
     return argv + list(config.server_args)

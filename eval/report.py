@@ -57,7 +57,6 @@ def write_all(
                         "raw": completion.text,
                         "reasoning": completion.reasoning,
                         "finish_reason": completion.finish_reason,
-                        "answer": task.inspect(completion.text, completion.reasoning).answer,
                         **row,
                     },
                     ensure_ascii=False,

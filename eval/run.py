@@ -113,13 +113,13 @@ def score(
     config: EvalConfig, task: Task, evalset: EvalSet, answers: dict[str, list[Completion]]
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
     """Per-row scores and the metrics, intervals and pairwise comparisons of every model."""
-    rows = {
-        label: [
-            score_row(task, task.inspect(c.text, c.reasoning), c.finish_reason, item.gold)
-            for item, c in zip(evalset.items, completions, strict=True)
-        ]
-        for label, completions in answers.items()
-    }
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for label, completions in answers.items():
+        rows[label] = []
+        for item, completion in zip(evalset.items, completions, strict=True):
+            reading = task.inspect(completion.text, completion.reasoning)
+            row = score_row(task, reading, completion.finish_reason, item.gold)
+            rows[label].append({"answer": reading.answer, **row})
     index = draws(len(evalset.items), config.bootstrap, config.seed)
     headline = {label: headline_metrics(task, label_rows) for label, label_rows in rows.items()}
     labels = list(rows)

@@ -203,7 +203,7 @@ def test_ctrl_c_stops_the_started_server(distilled: dict[str, Path], tmp_path: P
 def test_vllm_command_line(tmp_path: Path) -> None:
     adapter = tmp_path / "finsight-qlora"
     adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps({"r": 32, "base_model_name_or_path": "Qwen/Qwen2.5-7B"}))
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 24, "base_model_name_or_path": "Qwen/Qwen2.5-7B"}))
     args = build_parser("t", cls=EvalConfig).parse_args([
         "--data", "x", "--out", "x", "--model", "Qwen/Qwen2.5-7B", "--adapter", str(adapter), "--backend", "vllm",
         "--seed", "7", "--tensor-parallel-size", "2", "--data-parallel-size", "2", "--max-model-len", "4096",
@@ -212,11 +212,34 @@ def test_vllm_command_line(tmp_path: Path) -> None:
     config = load_config(args, EvalConfig, validate)
     specs = [ModelSpec("base", "Qwen/Qwen2.5-7B"), ModelSpec("tuned", "Qwen/Qwen2.5-7B", str(adapter))]
     assert vllm_command(config, specs, 8123) == [
-        "vllm", "serve", "Qwen/Qwen2.5-7B", "--host", "127.0.0.1", "--port", "8123", "--served-model-name", "base",
-        "--seed", "7", "--generation-config", "vllm", "--tensor-parallel-size", "2", "--data-parallel-size", "2",
-        "--max-model-len", "4096", "--enable-lora", "--max-lora-rank", "32", "--max-loras", "1",
-        "--lora-modules", f"tuned={adapter}", "--enforce-eager",
-    ]  # fmt: skip
+        "vllm",
+        "serve",
+        "Qwen/Qwen2.5-7B",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8123",
+        "--served-model-name",
+        "base",
+        "--seed",
+        "7",
+        "--generation-config",
+        "vllm",
+        "--tensor-parallel-size",
+        "2",
+        "--data-parallel-size",
+        "2",
+        "--max-model-len",
+        "4096",
+        "--enable-lora",
+        "--max-lora-rank",
+        "32",
+        "--max-loras",
+        "1",
+        "--lora-modules",
+        f"tuned={adapter}",
+        "--enforce-eager",
+    ]  # fmt: skip   (rank 24 -> 32, the next rank vLLM accepts)
 
 
 def test_model_problems_are_one_line_before_serving(distilled: dict[str, Path], tmp_path: Path,
