@@ -268,3 +268,21 @@ def test_model_problems_are_one_line_before_serving(distilled: dict[str, Path], 
     printed = capsys.readouterr().out
     assert "requests: " in printed and "--enable-lora --max-lora-rank 8" in printed
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
+
+
+def test_an_openai_compatible_teacher_is_a_reference_with_the_same_settings(
+    distilled: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEACHER_KEY", "sk-teacher-secret")
+    with FakeOpenAI(base_and_tuned, api_key="sk-teacher-secret") as server:
+        assert run_eval("--data", str(distilled["finsight"]), "--limit", "5", "--teacher", "openai",
+                        "--teacher-base-url", server.base_url, "--teacher-model", "tuned", "--teacher-api-key-env",
+                        "TEACHER_KEY", "--seed", "3", "--out", str(tmp_path)) == 0  # fmt: skip
+        assert {(b["model"], b["temperature"], b["seed"]) for b in server.requests} == {("tuned", 0.0, 3)}
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results["models"]) == ["teacher"] and results["models"]["teacher"]["answers"] == 5
+    assert results["metrics"]["teacher"]["fields"]["sentiment"]["accuracy"] == 1.0
+    written = "".join(
+        p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.suffix in (".json", ".md", ".jsonl")
+    )
+    assert "sk-teacher-secret" not in written  # only the variable's name is recorded
