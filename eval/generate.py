@@ -15,7 +15,7 @@ from data_gen.chat import ChatRequest, Completion
 from data_gen.client import describe_error
 from data_gen.distiller import run_bounded
 from data_gen.task import Task
-from eval.backends import ServerProcess
+from eval.backends import ServerError, ServerProcess
 from eval.config import EvalConfig
 from eval.data import Item
 
@@ -62,6 +62,10 @@ async def generate(
     answers: dict[int, Completion] = {}
     bar = tqdm(total=len(items), unit="answer", desc=f"eval {label}", disable=not progress, file=sys.stderr)
 
+    def server_died() -> ServerError:
+        assert process is not None
+        return process.died(f"the {label!r} server died after {len(answers)} of {len(items)} answers")
+
     async def ask(index: int) -> tuple[int, Completion]:
         item = items[index]
         request = ChatRequest(model_name, task.messages(item.text), params, text=item.text)
@@ -69,7 +73,7 @@ async def generate(
             return index, await asker.complete(request)
         except Exception as exc:  # after the client's own retries
             if process is not None and not process.alive():
-                raise process.died(f"the {label!r} server died after {len(answers)} of {len(items)} answers") from exc
+                raise server_died() from exc
             raise GenerationFailed(
                 f"model {label!r}: {describe_error(exc)} (row {item.row}, id {item.id}) after {len(answers)} of "
                 f"{len(items)} answers"
@@ -85,9 +89,8 @@ async def generate(
         await asyncio.wait([t for t in (work, watch) if t is not None], return_when=asyncio.FIRST_COMPLETED)
         if not work.done():  # the watchdog fired: the server is gone
             work.cancel()
-            assert watch is not None
             await asyncio.gather(work, return_exceptions=True)
-            raise process.died(f"the {label!r} server died after {len(answers)} of {len(items)} answers")  # type: ignore[union-attr]
+            raise server_died()
         work.result()
     finally:
         bar.close()
