@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import random
+import resource
 import signal
 import statistics
 import subprocess
@@ -55,15 +56,20 @@ def write_csv(path: Path, rows: int) -> None:
             writer.writerow([f"r{i}", text, rng.choice(LABELS)])
 
 
-def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
-    """Signal ``proc`` and wait for it; SIGKILL if it is still there after ``grace`` seconds."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def stop(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """SIGTERM ``proc`` (both children stop cleanly on it) and wait; SIGKILL after ``grace`` s or a second interrupt."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
 
 
 def run_cli(argv: list[str], log: Path) -> tuple[float, float, float, float]:
@@ -74,7 +80,7 @@ def run_cli(argv: list[str], log: Path) -> tuple[float, float, float, float]:
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
-            stop(proc, signal.SIGINT)  # eval.run stops cleanly on Ctrl-C
+            stop(proc)  # eval.run treats SIGTERM as Ctrl-C: it stops cleanly
             raise
         end = time.monotonic()
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -122,7 +128,10 @@ def one_run(args: argparse.Namespace, concurrency: int, repeat: int, work: Path)
             raise SystemExit("the fake server did not start")
         start, end, cpu_s, rss_mb = run_cli(client, work / f"stderr-{name}.log")
     finally:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)  # the client is already waited for: only the server's
         stop(server)  # it writes the arrival times on SIGTERM
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     arrivals = sorted(json.loads(times_file.read_text())["times"])
     results = json.loads((out / "results.json").read_text())
     rows = results["data"]["evaluated"]
@@ -150,8 +159,17 @@ def one_run(args: argparse.Namespace, concurrency: int, repeat: int, work: Path)
         "after_s_per_1000_rows": round((end - answered) / rows * 1000, 3),
         "client_cpu_s": round(cpu_s, 2),
         "client_peak_rss_mb": round(rss_mb, 1),
+        "server_cpu_ms_per_request": round(1000 * server_cpu_s / len(arrivals), 2),
         "run_seconds_in_results": results["seconds"],
     }
+
+
+def commit() -> str:
+    """The checked-out commit, marked when the tree differs from it."""
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True)
+    return head.stdout.strip() + (" (modified)" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
 
 
 def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -202,6 +220,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="fin-distill-eval-bench-"))
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "commit": commit(),
         "rows": args.rows,
         "latency_s": args.latency,
         "bootstrap": args.bootstrap,

@@ -34,7 +34,7 @@ from eval.config import EvalConfig, validate
 from eval.data import EvalSet, load_eval_set
 from eval.generate import GenerationFailed, generate, generation_params
 from eval.scoring import aggregate, score_row
-from eval.stats import compare, draws, headline_metrics, mcnemar, with_intervals
+from eval.stats import Draws, bootstrap, compare, headline_metrics, mcnemar, with_intervals
 
 EPILOG = """
 With --model and --adapter, the base and the fine-tuned model answer the same prompts in one run; --teacher adds
@@ -120,8 +120,10 @@ def score(
             reading = task.inspect(completion.text, completion.reasoning)
             row = score_row(task, reading, completion.finish_reason, item.gold)
             rows[label].append({"answer": reading.answer, **row})
-    index = draws(len(evalset.items), config.bootstrap, config.seed)
     headline = {label: headline_metrics(task, label_rows) for label, label_rows in rows.items()}
+    flat = {(label, name): metric for label, metrics in headline.items() for name, metric in metrics.items()}
+    resampled = bootstrap(flat, Draws(len(evalset.items), config.bootstrap, config.seed))
+    samples = {label: {name: resampled[label, name] for name in metrics} for label, metrics in headline.items()}
     labels = list(rows)
     comparisons = []
     for i, a in enumerate(labels):
@@ -135,11 +137,16 @@ def score(
                         [rb["fields"][name]["correct"] for _, rb in paired],
                     )
             comparisons.append(
-                {"a": a, "b": b, "differences": compare(headline[a], headline[b], index), "mcnemar": tests}
+                {
+                    "a": a,
+                    "b": b,
+                    "differences": compare(headline[a], headline[b], samples[a], samples[b]),
+                    "mcnemar": tests,
+                }
             )
     metrics = {
         "metrics": {label: aggregate(task, label_rows) for label, label_rows in rows.items()},
-        "intervals": {label: with_intervals(h, index) for label, h in headline.items()},
+        "intervals": {label: with_intervals(h, samples[label]) for label, h in headline.items()},
         "comparisons": comparisons,
     }
     return rows, metrics

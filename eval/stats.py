@@ -8,6 +8,7 @@ differences also get McNemar's exact test on the discordant pairs.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,9 +110,31 @@ def headline_metrics(task: Task, rows: list[dict[str, Any]]) -> dict[str, Metric
     return metrics
 
 
-def draws(n: int, resamples: int, seed: int = 0) -> np.ndarray:
-    """``resamples`` bootstrap draws of ``n`` row indices (rows of the returned matrix)."""
-    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+@dataclass(frozen=True)
+class Draws:
+    """``resamples`` bootstrap draws of ``n`` row indices, made from ``seed`` in chunks of about ``cells`` indices:
+    iterating gives the same draws every time, and memory holds one chunk (not rows x resamples) at a time."""
+
+    n: int
+    resamples: int
+    seed: int = 0
+    cells: int = 1 << 20
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        per_chunk = max(1, self.cells // max(1, self.n))
+        for start in range(0, self.resamples, per_chunk):
+            yield rng.integers(0, self.n, size=(min(per_chunk, self.resamples - start), self.n))
+
+
+def bootstrap(metrics: dict[Any, Metric], draws: Draws) -> dict[Any, np.ndarray]:
+    """Every metric on every draw, in one pass over the draws: key -> one value per resample. Metrics of two models
+    bootstrapped together see the same resampled rows (a paired bootstrap)."""
+    parts: dict[Any, list[np.ndarray]] = {key: [] for key in metrics}
+    for chunk in draws:
+        for key, metric in metrics.items():
+            parts[key].append(metric.batch(chunk))
+    return {key: np.concatenate(values) for key, values in parts.items()}
 
 
 def interval(samples: np.ndarray) -> tuple[float | None, float | None]:
@@ -124,22 +147,24 @@ def interval(samples: np.ndarray) -> tuple[float | None, float | None]:
     return float(low), float(high)
 
 
-def with_intervals(metrics: dict[str, Metric], index: np.ndarray) -> dict[str, dict[str, float | None]]:
-    """name -> {value, low, high}."""
+def with_intervals(metrics: dict[str, Metric], samples: dict[str, np.ndarray]) -> dict[str, dict[str, float | None]]:
+    """name -> {value, low, high}, the interval from the metric's bootstrap ``samples``."""
     out = {}
     for name, metric in metrics.items():
         value = metric.value()
-        low, high = interval(metric.batch(index))
+        low, high = interval(samples[name])
         out[name] = {"value": None if math.isnan(value) else value, "low": low, "high": high}
     return out
 
 
-def compare(a: dict[str, Metric], b: dict[str, Metric], index: np.ndarray) -> dict[str, dict[str, float | None]]:
-    """For each metric both have: the difference b - a and its paired-bootstrap interval."""
+def compare(
+    a: dict[str, Metric], b: dict[str, Metric], samples_a: dict[str, np.ndarray], samples_b: dict[str, np.ndarray]
+) -> dict[str, dict[str, float | None]]:
+    """For each metric both have: the difference b - a and its paired-bootstrap interval (samples on the same draws)."""
     out = {}
     for name in a.keys() & b.keys():
         diff = b[name].value() - a[name].value()
-        low, high = interval(b[name].batch(index) - a[name].batch(index))
+        low, high = interval(samples_b[name] - samples_a[name])
         out[name] = {"difference": None if math.isnan(diff) else diff, "low": low, "high": high}
     return dict(sorted(out.items()))
 

@@ -11,7 +11,7 @@ import pytest
 
 from data_gen.task import load_task
 from eval.scoring import aggregate, entity_key, numbers, score_row
-from eval.stats import compare, draws, headline_metrics, mcnemar, with_intervals
+from eval.stats import Draws, bootstrap, compare, headline_metrics, mcnemar, with_intervals
 
 FINSIGHT = load_task("finsight")
 QA = load_task("qa")
@@ -167,16 +167,21 @@ def test_intervals_hold_the_estimate_and_paired_differences_cancel() -> None:
     golds = [{"sentiment": gold[i % 3]} for i in range(60)]
     replies = [reply(g["sentiment"] if rng.random() < 0.7 else "neutral") for g in golds]
     rows = rows_for(FINSIGHT, replies, golds)
-    index = draws(len(rows), 500, seed=0)
-    intervals = with_intervals(headline_metrics(FINSIGHT, rows), index)
+    draws = Draws(len(rows), 500, seed=0, cells=len(rows) * 7)  # chunks of 7 draws: chunking changes nothing
+    assert [len(chunk) for chunk in draws][:2] == [7, 7] and sum(len(chunk) for chunk in draws) == 500
+    metrics = headline_metrics(FINSIGHT, rows)
+    samples = bootstrap(metrics, draws)
+    assert all(np.array_equal(samples[name], bootstrap(metrics, Draws(len(rows), 500, seed=0))[name])
+               for name in metrics)  # fmt: skip
+    intervals = with_intervals(metrics, samples)
     for name in ("sentiment.accuracy", "sentiment.macro_f1", "sentiment.weighted_f1"):
         entry = intervals[name]
         assert entry["low"] <= entry["value"] <= entry["high"] and entry["high"] - entry["low"] > 0.05
     assert intervals["format.schema_valid"] == {"value": 1.0, "low": 1.0, "high": 1.0}
-    same = compare(headline_metrics(FINSIGHT, rows), headline_metrics(FINSIGHT, rows), index)
+    same = compare(metrics, metrics, samples, samples)
     assert same["sentiment.accuracy"] == {"difference": 0.0, "low": 0.0, "high": 0.0}
-    perfect = rows_for(FINSIGHT, [reply(g["sentiment"]) for g in golds], golds)
-    better = compare(headline_metrics(FINSIGHT, rows), headline_metrics(FINSIGHT, perfect), index)
+    perfect = headline_metrics(FINSIGHT, rows_for(FINSIGHT, [reply(g["sentiment"]) for g in golds], golds))
+    better = compare(metrics, perfect, samples, bootstrap(perfect, draws))
     accuracy = aggregate(FINSIGHT, rows)["fields"]["sentiment"]["accuracy"]
     assert better["sentiment.accuracy"]["difference"] == pytest.approx(1 - accuracy)
     assert 0 < better["sentiment.accuracy"]["low"] < better["sentiment.accuracy"]["high"]
