@@ -193,11 +193,13 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         raise ConfigError(f"config key {name!r}: {exc} (got {value!r})") from None
 
 
-def build_parser(description: str, epilog: str = "", cls: type = DistillConfig) -> argparse.ArgumentParser:
+def build_parser(
+    description: str, epilog: str = "", cls: type = DistillConfig, prog: str | None = None
+) -> argparse.ArgumentParser:
     """An argparse parser with one flag per field of the config dataclass ``cls``; every default is None so that
     YAML can fill in."""
     parser = argparse.ArgumentParser(
-        description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", help="YAML file with any of the keys below; flags given here override it")
     hints = typing.get_type_hints(cls)
@@ -205,7 +207,7 @@ def build_parser(description: str, epilog: str = "", cls: type = DistillConfig) 
         flag = "--" + f.name.replace("_", "-")
         base, args = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f"{f.metadata['help']} (default: {_show(default)})"
+        help_text = f"{f.metadata['help']} (default: {_show(default)})".replace("%", "%%")  # argparse formats it
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)

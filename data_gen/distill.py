@@ -38,7 +38,7 @@ exit status: 0 done, 2 bad input or configuration, 3 teacher unreachable or refu
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(__doc__ or "", EPILOG)
+    parser = build_parser(__doc__ or "", EPILOG, prog="python -m data_gen.distill")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)

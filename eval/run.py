@@ -256,7 +256,7 @@ def run(config: EvalConfig, argv: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(__doc__ or "", EPILOG, cls=EvalConfig)
+    parser = build_parser(__doc__ or "", EPILOG, cls=EvalConfig, prog="python -m eval.run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops the servers like Ctrl-C does

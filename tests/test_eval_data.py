@@ -96,3 +96,11 @@ def test_bad_data_is_one_line_before_anything_starts(tmp_path: Path, capsys: pyt
     assert main(["--data", str(path), "--label-column", "label", *base]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'bullishh' (1 rows)" in err and "positive, negative, neutral" in err
+
+
+def test_help_explains_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    printed = capsys.readouterr().out
+    assert exit_info.value.code == 0 and printed.startswith("usage: python -m eval.run")
+    assert "95% confidence intervals" in printed and "--constrained" in printed and "exit status: 0 done" in printed
