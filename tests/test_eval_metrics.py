@@ -145,6 +145,7 @@ def test_rouge_lengths_and_numbers_for_qa() -> None:
     # rouge_score tokens: reference revenue rose 5 to 1 200 (6), prediction revenue rose 5 (3): P 1, R 1/2
     assert first["rouge1"] == pytest.approx(2 * 1 * 0.5 / 1.5)
     assert first["rouge2"] == pytest.approx(2 * 1 * 0.4 / 1.4)  # bigrams: 2 of 2 predicted, 2 of 5 in the reference
+    assert first["rougeL"] == pytest.approx(2 * 1 * 0.5 / 1.5)  # longest common subsequence: 3 tokens
     assert (first["numbers"], first["numbers_found"]) == (2, 1)  # 5% found, 1,200 not
     report = aggregate(QA, rows)["fields"]["answer"]
     assert report["number_exact_match"] == 0.0 and report["rows_with_numbers"] == 1
