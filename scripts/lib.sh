@@ -37,8 +37,10 @@ config_value() {
 # run_logged LOG CMD...: run, show and keep the output; stop with the command's status if it fails
 run_logged() {
   _log="$1"; shift
-  # POSIX sh has no pipefail: keep the exit status in a file beside the log
-  { "$@" 2>&1; echo "$?" > "$_log.status"; } | tee "$_log"
+  # POSIX sh has no pipefail: keep the exit status in a file beside the log. Under `set -e` a failing command
+  # would end the group before a plain `echo "$?"`; inside an && / || list it does not.
+  rm -f "$_log.status"
+  { "$@" 2>&1 && echo 0 > "$_log.status" || echo "$?" > "$_log.status"; } | tee "$_log"
   _status="$(cat "$_log.status")"
   [ "$_status" = 0 ] || { echo "error: $1 failed (exit $_status); log: $_log" >&2; exit "$_status"; }
 }

@@ -1,0 +1,20 @@
+"""scripts/lib.sh, the launchers' shared shell functions."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from .conftest import ROOT
+
+
+def test_run_logged_stops_with_the_status_of_a_failing_command(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    (tmp_path / "train.log.status").write_text("0\n")  # what an earlier successful run left
+    script = f'set -eu; . scripts/lib.sh; run_logged "{log}" sh -c "echo working; exit 3"; echo "done"'
+    result = subprocess.run(["sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 3 and "done" not in result.stdout
+    assert "failed (exit 3)" in result.stderr and log.read_text() == "working\n"
+    ok = subprocess.run(["sh", "-c", f'set -eu; . scripts/lib.sh; run_logged "{log}" true; echo "done"'], cwd=ROOT,
+                        capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert ok.returncode == 0 and ok.stdout.endswith("done\n")
