@@ -1,14 +1,13 @@
 # Two commands for a fresh machine (each installs what it needs):
-#   make demo   distil the shipped samples offline with the rules teacher -> datasets/finsight, datasets/finqa
+#   make demo   the whole pipeline offline: distil the samples, train a tiny student, serve, evaluate, report
 #   make test   lint + the whole test suite, including the real LLaMA-Factory and Axolotl engines on tiny local models
 PYTHON ?= python3
 CORE := .venv/bin/python
 
 .PHONY: demo test lint env env-core env-llamafactory env-axolotl tokenizers tiny-model benchmark clean
 
-demo: env-core
-	$(CORE) -m data_gen.distill --config data_gen/configs/finsight.yaml
-	$(CORE) -m data_gen.distill --config data_gen/configs/qa.yaml
+demo:
+	PYTHON=$(PYTHON) sh scripts/demo.sh
 
 test: env-core env-llamafactory env-axolotl tokenizers lint
 	FIN_DISTILL_REQUIRE_ENGINES=1 $(CORE) -m pytest

@@ -100,21 +100,26 @@ def headline_names(results: dict[str, Any]) -> list[str]:
 
 
 def summary_lines(results: dict[str, Any], out: str) -> list[str]:
-    """What the terminal shows at the end: the report's path and one line per model."""
-    lines = [f"report: {Path(out) / 'report.md'} (results.json, predictions.jsonl, plots/ beside it)"]
-    names = [*[n for n in headline_names(results) if not n.startswith("format.")][:3], "format.schema_valid"]
+    """What the terminal shows at the end: the report's path, the data, one line per model, the first comparison."""
+    facts = results["data"]
+    warnings = len(results["warnings"])
+    lines = [
+        f"report: {Path(out) / 'report.md'} (results.json, predictions.jsonl, plots/ beside it)",
+        f"data: {facts['evaluated']} rows of {facts['path']} ({facts['kind']}); {results['seconds']} s"
+        + (f"; {warnings} warning(s), see the report" if warnings else ""),
+    ]
+    names = [*[n for n in headline_names(results) if not n.startswith("format.")][:2], "format.schema_valid"]
     for label, values in results["intervals"].items():
         shown = ", ".join(f"{n} {_with_interval(values.get(n))}" for n in names if n in values)
         lines.append(f"{label}: {shown}")
-    for comparison in results["comparisons"]:
-        first = next((n for n in names if n in comparison["differences"]), None)
-        if first:
-            d = comparison["differences"][first]
-            lines.append(
-                f"{comparison['b']} - {comparison['a']}: {first} {_num(d['difference'])} "
-                f"[{_num(d['low'])}, {_num(d['high'])}]"
-            )
-    lines += [f"warning: {w}" for w in results["warnings"]]
+    if results["comparisons"]:
+        comparison = results["comparisons"][0]
+        shown = []
+        for name in names:
+            d = comparison["differences"].get(name)
+            if d is not None:
+                shown.append(f"{name} {_num(d['difference'])} [{_num(d['low'])}, {_num(d['high'])}]")
+        lines.append(f"{comparison['b']} - {comparison['a']}: {', '.join(shown)}")
     return lines
 
 

@@ -80,7 +80,9 @@ def test_endpoint_run_writes_results_predictions_and_report(distilled: dict[str,
         assert heading in report
     for plot in ("headline", "confusion_sentiment", "per_class_f1_sentiment"):
         assert (out / "plots" / f"{plot}.png").stat().st_size > 5000 and f"plots/{plot}.png" in report
-    assert f"report: {out / 'report.md'}" in printed and "tuned - base: sentiment.accuracy" in printed
+    assert printed.splitlines()[0] == f"report: {out / 'report.md'} (results.json, predictions.jsonl, plots/ beside it)"
+    assert len(printed.splitlines()) == 5 and "1 warning(s), see the report" in printed  # path, data, 2 models, diff
+    assert printed.splitlines()[-1].startswith("tuned - base: sentiment.accuracy 0.")
     # the same command again: every answer comes from the cache, the numbers are identical
     with FakeOpenAI(base_and_tuned, port=port) as server:
         assert run_eval(*args, "--endpoint", server.base_url) == 0

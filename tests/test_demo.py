@@ -1,0 +1,35 @@
+"""The README's first command on a smaller slice: scripts/demo.sh distils, trains, serves, evaluates and reports,
+in a folder of its own, and leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+
+from .conftest import ROOT, engine_env, need_engine
+from .test_eval_llamafactory import processes_mentioning
+
+
+def test_the_demo_pipeline_on_a_small_slice(tmp_path: Path) -> None:
+    need_engine()
+    work = tmp_path / "demo"
+    env = engine_env(DEMO_WORK=str(work), DEMO_STEPS="20", DEMO_LIMIT="4")
+    result = subprocess.run(["sh", "scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"report: {work / 'report' / 'report.md'}") and len(lines) == 6  # path + five lines
+    assert [line.split(":")[0] for line in lines[1:]] == ["data", "base", "tuned", "teacher", "tuned - base"]
+    assert "== [" in result.stderr and "done in" in result.stderr  # the stages and the wall time
+    results = json.loads((work / "report" / "results.json").read_text())
+    assert list(results["models"]) == ["base", "tuned", "teacher"] and results["data"]["evaluated"] == 4
+    assert results["models"]["tuned"]["adapter"] == str(work / "student")
+    for model in ("base", "tuned", "teacher"):
+        values = results["intervals"][model]
+        for name in ("sentiment.accuracy", "sentiment.weighted_f1", "sentiment.macro_f1", "format.schema_valid",
+                     "risk_level.accuracy", "entities.f1"):  # fmt: skip
+            assert math.isfinite(values[name]["value"]), (model, name)
+    assert (work / "report" / "report.md").exists() and (work / "student" / "adapter_model.safetensors").exists()
+    assert (work / "datasets" / "finsight" / "manifest.json").exists()
+    assert processes_mentioning(str(work)) == []
