@@ -108,7 +108,8 @@ def summary_lines(results: dict[str, Any], out: str) -> list[str]:
         f"data: {facts['evaluated']} rows of {facts['path']} ({facts['kind']}); {results['seconds']} s"
         + (f"; {warnings} warning(s), see the report" if warnings else ""),
     ]
-    names = [*[n for n in headline_names(results) if not n.startswith("format.")][:2], "format.schema_valid"]
+    names = [*[n for n in headline_names(results) if not n.startswith("format.")][:2], "format.parsed",
+             "format.schema_valid"]  # fmt: skip
     for label, values in results["intervals"].items():
         shown = ", ".join(f"{n} {_with_interval(values.get(n))}" for n in names if n in values)
         lines.append(f"{label}: {shown}")
