@@ -11,6 +11,7 @@ It has never seen data, so it writes noise; tests rely on exactly that.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -54,8 +55,31 @@ TOKENS = {  # arch -> (special tokens, eos, bos, pad, chat template): each twin'
 MAX_POSITIONS = 8192  # as long as any recipe's cutoff_len, so that smoke runs never change it
 
 
-def build_tokenizer(vocab_size: int, arch: str):
-    """Train a byte-level BPE tokenizer on a few KB of finance text and wrap it for transformers."""
+def corpus_texts(path: Path) -> list[str]:
+    """The text of a corpus file: a JSONL file gives every string in its records (e.g. a ShareGPT training file)."""
+    if path.suffix != ".jsonl":
+        return [path.read_text(encoding="utf-8")]
+    found: list[str] = []
+
+    def collect(value: object) -> None:
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            collect(json.loads(line))
+    return found
+
+
+def build_tokenizer(vocab_size: int, arch: str, corpus: list[Path] | None = None):
+    """Train a byte-level BPE tokenizer on a few KB of finance text (and the ``corpus`` files, e.g. the training
+    data, so that a student's vocabulary fits its task) and wrap it for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -68,7 +92,8 @@ def build_tokenizer(vocab_size: int, arch: str):
         special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator([CORPUS] * 20, trainer=trainer)
+    texts = [CORPUS] * 20 + [text for path in corpus or [] for text in corpus_texts(path)]
+    tok.train_from_iterator(texts, trainer=trainer)
     extra = [t for t in specials if t not in (eos, bos, pad)]
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -120,6 +145,9 @@ def main() -> None:
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--vocab-size", type=int, default=512)
+    parser.add_argument(
+        "--corpus", type=Path, action="append", default=[], help="also train the tokenizer on this text file"
+    )
     args = parser.parse_args()
 
     marker = args.out / "tiny_model.json"
@@ -130,10 +158,12 @@ def main() -> None:
         "vocab": args.vocab_size,
         "positions": MAX_POSITIONS,
     }
+    if args.corpus:  # the same files with the same content give the same tokenizer
+        spec["corpus"] = hashlib.sha256(b"".join(path.read_bytes() for path in args.corpus)).hexdigest()
     if marker.exists() and json.loads(marker.read_text()) == spec:
         print(f"tiny model already built: {args.out}")
         return
-    tokenizer = build_tokenizer(args.vocab_size, args.arch)
+    tokenizer = build_tokenizer(args.vocab_size, args.arch, args.corpus)
     model = build_model(args.arch, tokenizer, args.hidden_size, args.layers)
     args.out.mkdir(parents=True, exist_ok=True)
     model.generation_config.do_sample = False
