@@ -117,6 +117,12 @@ class DistillConfig(SourceOptions):
     require_gold_agreement: bool = _opt(False, "keep only examples whose answer agrees with the gold label")
     dedup: bool = _opt(True, "drop exact and near-duplicate texts before asking the teacher")
     near_dup_threshold: float = _opt(0.85, "estimated Jaccard similarity above which two texts are near-duplicates")
+    decontaminate: list[str] = _opt(
+        [],
+        "evaluation sets the student will be tested on (files read with the same --text-column, or data_gen output "
+        "directories: their test split); input rows equal or near-equal to one of their texts are rejected as "
+        "contaminated before anything is asked",
+    )
 
     # --- outputs ---
     out: str | None = _opt(None, "output directory")
@@ -285,5 +291,8 @@ def validate(config: DistillConfig) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more")
     if config.limit is not None and config.limit < 1:
         raise ConfigError("--limit must be at least 1")
+    for path in config.decontaminate:
+        if not Path(path).exists():
+            raise ConfigError(f"--decontaminate: evaluation set not found: {path}")
     if not 0 < config.near_dup_threshold <= 1:
         raise ConfigError("--near-dup-threshold must be in (0, 1]")

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from data_gen.distiller import Distiller, Outcome, run_bounded
 from data_gen.limits import AdaptiveConcurrency, Governor
 from data_gen.pricing import Price, load_price
 from data_gen.report import build_manifest, estimate, example_meta, format_estimate, write_card
-from data_gen.sources import InputError, Record, Rejected, SourceReport, duplicate
+from data_gen.sources import InputError, Record, Rejected, Source, SourceReport, duplicate
 from data_gen.splits import assign_split
 from data_gen.task import Task, load_task
 from data_gen.teachers import Teacher, make_teacher
@@ -118,6 +119,23 @@ class RunContext:
 
 
 # ---------------------------------------------------------------- pass 1: read
+EVAL_PREFIX = "eval:"  # ids of evaluation texts in the duplicate index
+
+
+def evaluation_texts(path: str, text_column: str) -> Iterator[tuple[str, str, str]]:
+    """(id, text, where) of every text of an evaluation set: a data_gen output directory's test split, or a file."""
+    folder = Path(path)
+    if folder.is_dir() and (folder / "manifest.json").is_file() and (folder / "examples.jsonl").is_file():
+        source = Source(folder / "examples.jsonl", "jsonl", "text", "id", extra_columns=("split",))
+        for item in source:
+            if isinstance(item, Record) and (item.extra or {}).get("split") == "test":
+                yield item.id, item.text, f"{path} test example {item.id}"
+        return
+    for item in Source(path, "auto", text_column):
+        if isinstance(item, Record):
+            yield item.id, item.text, f"{path} row {item.row}"
+
+
 def prepare(config: DistillConfig, task: Task, work: Workspace) -> Prepared:
     """Stream the input into the workspace: rejections, duplicates, normalized gold labels, rows to ask."""
     text_column = config.text_column or task.input_column
@@ -125,7 +143,12 @@ def prepare(config: DistillConfig, task: Task, work: Workspace) -> Prepared:
     has_labels = bool(config.label_column) or source.format == "fpb"
     if has_labels and not task.labels:
         raise ConfigError(f"task {task.name} has no label field, so gold labels cannot be used; drop --label-column")
-    dedup = Deduplicator(near=True, threshold=config.near_dup_threshold, db=work.db) if config.dedup else None
+    checks = config.dedup or bool(config.decontaminate)
+    dedup = Deduplicator(near=True, threshold=config.near_dup_threshold, db=work.db) if checks else None
+    if dedup is not None:
+        for path in config.decontaminate:  # registered first: an input row like one of them is contaminated
+            for rid, text, where in evaluation_texts(path, text_column):
+                dedup.check(EVAL_PREFIX + rid, text, where)
     unknown: Counter = Counter()
     rejected = to_ask = 0
     for item in source:
@@ -141,7 +164,9 @@ def prepare(config: DistillConfig, task: Task, work: Workspace) -> Prepared:
             item = Record(item.id, item.text, item.row, label)
         if isinstance(item, Record) and dedup is not None:
             found = dedup.check(item.id, item.text, f"row {item.row} ({item.id})")
-            if found:
+            if found and found[1].startswith(EVAL_PREFIX):
+                item = Rejected(item.row, "contaminated", f"row {item.row}: {found[2]}, an evaluation text", item.id)
+            elif found and config.dedup:
                 item = Rejected(item.row, found[0], f"row {item.row}: {found[2]}", item.id)
         if isinstance(item, Rejected):
             work.reject(item.row, item.id, item.reason, item.detail)
