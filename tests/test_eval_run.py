@@ -275,8 +275,9 @@ def test_model_problems_are_one_line_before_serving(distilled: dict[str, Path], 
 def test_an_openai_compatible_teacher_is_a_reference_with_the_same_settings(
     distilled: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TEACHER_KEY", "sk-teacher-secret")
-    with FakeOpenAI(base_and_tuned, api_key="sk-teacher-secret") as server:
+    key = "sk-test-" + os.urandom(8).hex()  # made up per run, like a real key it must never be written
+    monkeypatch.setenv("TEACHER_KEY", key)
+    with FakeOpenAI(base_and_tuned, api_key=key) as server:
         assert run_eval("--data", str(distilled["finsight"]), "--limit", "5", "--teacher", "openai",
                         "--teacher-base-url", server.base_url, "--teacher-model", "tuned", "--teacher-api-key-env",
                         "TEACHER_KEY", "--seed", "3", "--out", str(tmp_path)) == 0  # fmt: skip
@@ -287,4 +288,4 @@ def test_an_openai_compatible_teacher_is_a_reference_with_the_same_settings(
     written = "".join(
         p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.suffix in (".json", ".md", ".jsonl")
     )
-    assert "sk-teacher-secret" not in written  # only the variable's name is recorded
+    assert key not in written  # only the variable's name is recorded

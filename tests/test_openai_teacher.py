@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -235,7 +236,7 @@ def test_a_truncated_answer_is_asked_once_more_with_twice_the_room(distill, news
 
 
 def test_wrong_key_stops_before_spending(distill, news: Path) -> None:
-    with FakeOpenAI(good, api_key="sk-the-right-one") as server:
+    with FakeOpenAI(good, api_key="sk-test-" + os.urandom(8).hex()) as server:  # not the key the client sends
         run = distill(*teacher_args(server, news))
     assert run.code == 3
     assert "rejected the API key (HTTP 401)" in run.err and len(run.err.strip().splitlines()) == 1
