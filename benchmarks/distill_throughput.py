@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,13 +28,7 @@ import time
 from pathlib import Path
 
 from data_gen.fake_server import max_in_window
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from eval.backends import free_port
 
 VOCABULARY = (
     "sales profit revenue orders margin guidance outlook demand costs debt dividend shares bank insurer retailer "

@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.distill_throughput import VOCABULARY, free_port
+from benchmarks.distill_throughput import VOCABULARY
+from eval.backends import free_port
 
 LABELS = ("positive", "negative", "neutral")
 TARGET_RATIO = 0.9

@@ -201,19 +201,23 @@ class ServerProcess:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        """SIGTERM to the whole session, SIGKILL after 20 s; then whatever its children left behind."""
-        if self.proc is None:
-            return
+        if self.proc is not None:
+            stop_session(self.proc)
+
+
+def stop_session(proc: subprocess.Popen[Any]) -> None:
+    """Stop a process started in its own session, with everything it started: SIGTERM to the whole session,
+    SIGKILL after 20 s, then SIGKILL to whatever its children left behind."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- commands

@@ -164,8 +164,10 @@ def to_gold(task: Task, raw: Any, label_map: dict[str, str]) -> tuple[dict[str, 
     if isinstance(raw, str) and raw.strip()[:1] in "[{":
         with contextlib.suppress(json.JSONDecodeError):
             raw = json.loads(raw)
-    if isinstance(raw, list) or (hasattr(raw, "tolist") and not isinstance(raw, str)):
-        return _gold_entities(task, list(raw.tolist() if hasattr(raw, "tolist") else raw), label_map)
+    if hasattr(raw, "tolist"):  # an array from Parquet or a saved dataset
+        raw = raw.tolist()
+    if isinstance(raw, list):
+        return _gold_entities(task, raw, label_map)
     if isinstance(raw, dict):
         gold: dict[str, Any] = {}
         for name, value in raw.items():

@@ -190,7 +190,8 @@ def usage_summary(completions: list[Completion]) -> dict[str, Any]:
 def plan(config: EvalConfig, task: Task, evalset: EvalSet) -> list[str]:
     """What a run would do: the dry run's output."""
     facts = evalset.facts()
-    labels = [spec.label for group in groups(config) for spec in group] + (["teacher"] if config.teacher else [])
+    served = groups(config)
+    labels = [spec.label for group in served for spec in group] + (["teacher"] if config.teacher else [])
     lines = [
         f"data: {facts['path']} ({facts['kind']}): {facts['evaluated']} rows to evaluate, "
         f"{facts['rejected']} rejected, {facts['not_selected']} in other splits; gold fields: "
@@ -203,7 +204,7 @@ def plan(config: EvalConfig, task: Task, evalset: EvalSet) -> list[str]:
     if not config.model:
         pass
     elif backend == "vllm":
-        lines.append("would start: " + " ".join(vllm_command(config, groups(config)[0], 8000)))
+        lines.append("would start: " + " ".join(vllm_command(config, served[0], 8000)))
     elif backend == "llamafactory":
         lines.append(f"would start: {config.llamafactory_cli} api (one model at a time: {', '.join(labels)})")
     else:

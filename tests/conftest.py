@@ -3,12 +3,9 @@ a tiny locally built model, and a real `llamafactory-cli api` server on 127.0.0.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
-import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -18,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from eval.backends import free_port, stop_session
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "datasets" / "samples"
@@ -122,23 +121,7 @@ def distilled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return outs
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a process started in its own session, with everything it started."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError, PermissionError):  # what a launcher's children left behind
-        os.killpg(proc.pid, signal.SIGKILL)
+stop_process = stop_session  # tests stop what they start exactly as eval.run does
 
 
 def start_in_session(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
