@@ -74,7 +74,11 @@ class Deduplicator:
             for b in range(self.bands)
         ]
 
-    def check(self, rid: str, text: str, where: str | None = None) -> tuple[str, str, str] | None:
+    def check(
+        self, rid: str, text: str, where: str | None = None, register: bool = True
+    ) -> tuple[str, str, str] | None:
+        """The first match of ``text`` (exact, else the most similar near one); registers it when there is none
+        and ``register``: ``register=False`` only looks."""
         place = where or rid
         digest = hashlib.sha1(normalize(text).encode()).digest()
         found = self.db.execute("SELECT rid, place FROM dedup_exact WHERE digest = ?", (digest,)).fetchone()
@@ -95,7 +99,10 @@ class Deduplicator:
                     best = (similarity, candidate, kept_place)
             if best is not None:
                 return "near_duplicate_text", best[1], f"~{best[0]:.2f} similar to {best[2]}"
+            if not register:
+                return None
             self.db.execute("INSERT INTO dedup_sig VALUES (?, ?, ?)", (rid, place, m.hashvalues.tobytes()))
             self.db.executemany("INSERT INTO dedup_band VALUES (?, ?)", [(bucket, rid) for bucket in buckets])
-        self.db.execute("INSERT INTO dedup_exact VALUES (?, ?, ?)", (digest, rid, place))
+        if register:
+            self.db.execute("INSERT INTO dedup_exact VALUES (?, ?, ?)", (digest, rid, place))
         return None

@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from data_gen.distiller import Distiller, Outcome, run_bounded
 from data_gen.limits import AdaptiveConcurrency, Governor
 from data_gen.pricing import Price, load_price
 from data_gen.report import build_manifest, estimate, example_meta, format_estimate, write_card
-from data_gen.sources import InputError, Record, Rejected, Source, SourceReport, duplicate
+from data_gen.sources import InputError, Record, Rejected, SourceReport, duplicate, texts_of
 from data_gen.splits import assign_split
 from data_gen.task import Task, load_task
 from data_gen.teachers import Teacher, make_teacher
@@ -122,20 +121,6 @@ class RunContext:
 EVAL_PREFIX = "eval:"  # ids of evaluation texts in the duplicate index
 
 
-def evaluation_texts(path: str, text_column: str) -> Iterator[tuple[str, str, str]]:
-    """(id, text, where) of every text of an evaluation set: a data_gen output directory's test split, or a file."""
-    folder = Path(path)
-    if folder.is_dir() and (folder / "manifest.json").is_file() and (folder / "examples.jsonl").is_file():
-        source = Source(folder / "examples.jsonl", "jsonl", "text", "id", extra_columns=("split",))
-        for item in source:
-            if isinstance(item, Record) and (item.extra or {}).get("split") == "test":
-                yield item.id, item.text, f"{path} test example {item.id}"
-        return
-    for item in Source(path, "auto", text_column):
-        if isinstance(item, Record):
-            yield item.id, item.text, f"{path} row {item.row}"
-
-
 def prepare(config: DistillConfig, task: Task, work: Workspace) -> Prepared:
     """Stream the input into the workspace: rejections, duplicates, normalized gold labels, rows to ask."""
     text_column = config.text_column or task.input_column
@@ -147,7 +132,7 @@ def prepare(config: DistillConfig, task: Task, work: Workspace) -> Prepared:
     dedup = Deduplicator(near=True, threshold=config.near_dup_threshold, db=work.db) if checks else None
     if dedup is not None:
         for path in config.decontaminate:  # registered first: an input row like one of them is contaminated
-            for rid, text, where in evaluation_texts(path, text_column):
+            for rid, text, where in texts_of(path, text_column, ("test",)):
                 dedup.check(EVAL_PREFIX + rid, text, where)
     unknown: Counter = Counter()
     rejected = to_ask = 0

@@ -366,3 +366,22 @@ def read_source(path: str | Path, **options: Any) -> SourceReport:
             first_row[item.id] = item.row
             report.records.append(item)
     return report
+
+
+def is_distilled(path: str | Path) -> bool:
+    """A directory written by ``data_gen.distill``."""
+    path = Path(path)
+    return path.is_dir() and (path / "manifest.json").is_file() and (path / "examples.jsonl").is_file()
+
+
+def texts_of(path: str | Path, text_column: str, splits: tuple[str, ...]) -> Iterator[tuple[str, str, str]]:
+    """(id, text, where) of every text of a data set: the ``splits`` of a data_gen output directory, or a file."""
+    if is_distilled(path):
+        source = Source(Path(path) / "examples.jsonl", "jsonl", "text", "id", extra_columns=("split",))
+        for item in source:
+            if isinstance(item, Record) and (item.extra or {}).get("split") in splits:
+                yield item.id, item.text, f"{path} {item.extra['split']} example {item.id}"  # type: ignore[index]
+        return
+    for item in Source(path, "auto", text_column):
+        if isinstance(item, Record):
+            yield item.id, item.text, f"{path} row {item.row}"

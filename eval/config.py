@@ -38,6 +38,12 @@ class EvalConfig(SourceOptions):
         "(gold)",
         choices=["teacher", "gold"],
     )
+    train_data: str | None = _opt(
+        None,
+        "training data to look for the test texts in (exact and near duplicates): a data_gen output directory (its "
+        "train and validation splits) or a file; default: the --data directory itself when it is a data_gen "
+        "output; none: no check",
+    )
 
     # --- the models ---
     backend: str = _opt(
@@ -132,6 +138,8 @@ def validate(config: EvalConfig) -> None:
         raise ConfigError(f"--endpoint is for --backend endpoint; --backend {backend} starts its own server")
     if config.teacher == "openai" and not (config.teacher_base_url and config.teacher_model):
         raise ConfigError("--teacher openai needs --teacher-base-url and --teacher-model")
+    if config.train_data not in (None, "none") and not Path(config.train_data).exists():
+        raise ConfigError(f"--train-data: not found: {config.train_data}")
     if config.max_tokens is not None and config.max_tokens < 1:
         raise ConfigError("--max-tokens must be at least 1")
     for name in ("concurrency", "bootstrap", "tensor_parallel_size", "data_parallel_size"):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_gen.sources import InputError, Record, Rejected, Source, duplicate
+from data_gen.sources import InputError, Record, Rejected, Source, duplicate, is_distilled
 from data_gen.task import Task
 from eval.config import EvalConfig
 
@@ -45,6 +45,7 @@ class EvalSet:
     rejected: list[Rejected] = field(default_factory=list)
     not_selected: int = 0  # rows of other splits in a data_gen directory
     notes: list[str] = field(default_factory=list)
+    overlap: dict[str, Any] | None = None  # test texts found in the training data (eval.overlap)
 
     @property
     def data_hash(self) -> str:
@@ -66,12 +67,8 @@ class EvalSet:
             "sha256": self.data_hash,
             "gold_fields": sorted({name for item in self.items for name in item.gold}),
             "notes": self.notes,
+            "overlap": self.overlap,
         }
-
-
-def is_distilled(path: Path) -> bool:
-    """A directory written by ``data_gen.distill``."""
-    return path.is_dir() and (path / "manifest.json").is_file() and (path / "examples.jsonl").is_file()
 
 
 def load_eval_set(config: EvalConfig, task: Task) -> EvalSet:

@@ -13,6 +13,7 @@ from typing import Any
 from data_gen.chat import Completion
 from data_gen.task import Task
 from eval.data import EvalSet
+from eval.overlap import describe as overlap_sentence
 
 HEADLINE_ORDER = (
     "accuracy",
@@ -99,6 +100,10 @@ def headline_names(results: dict[str, Any]) -> list[str]:
     return sorted(names, key=rank)
 
 
+def _found(overlap: dict[str, Any]) -> str:
+    return f"{overlap['exact']} exact + {overlap['near']} near duplicates"
+
+
 def summary_lines(results: dict[str, Any], out: str) -> list[str]:
     """What the terminal shows at the end: the report's path, the data, one line per model, the first comparison."""
     facts = results["data"]
@@ -106,6 +111,7 @@ def summary_lines(results: dict[str, Any], out: str) -> list[str]:
     lines = [
         f"report: {Path(out) / 'report.md'} (results.json, predictions.jsonl, plots/ beside it)",
         f"data: {facts['evaluated']} rows of {facts['path']} ({facts['kind']}); {results['seconds']} s"
+        + (f"; in training data: {_found(facts['overlap'])}" if facts.get("overlap") else "")
         + (f"; {warnings} warning(s), see the report" if warnings else ""),
     ]
     names = [*[n for n in headline_names(results) if not n.startswith("format.")][:2], "format.parsed",
@@ -230,6 +236,8 @@ def render(
     ]
     if results["warnings"]:
         lines += ["## Warnings", "", *[f"- {w}" for w in results["warnings"]], ""]
+    if facts.get("overlap"):
+        lines += _overlap_section(facts["overlap"])
     names = headline_names(results)
     lines += ["## Headline metrics", "", "Value [95% bootstrap interval]; a missing answer counts as wrong.", ""]
     lines += _table(
@@ -298,6 +306,18 @@ def render(
         "",
     ]
     return "\n".join(lines)
+
+
+def _overlap_section(overlap: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Test rows in the training data",
+        "",
+        f"Training data `{overlap['train_data']}`: {overlap_sentence(overlap)} (near: MinHash Jaccard >= "
+        f"{overlap['threshold']} over character 5-grams).",
+    ]
+    if overlap["matches"]:
+        lines += ["", *[f"- {match}" for match in overlap["matches"]]]
+    return [*lines, ""]
 
 
 def _field_section(task: Task, name: str, kind: str, reports: dict[str, dict[str, Any]]) -> list[str]:

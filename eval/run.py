@@ -28,7 +28,7 @@ from data_gen.config import ConfigError, DistillConfig, build_parser, load_confi
 from data_gen.report import versions
 from data_gen.task import Task, load_task
 from data_gen.teachers import make_teacher
-from eval import report
+from eval import overlap, report
 from eval.backends import ServerError, check_models, groups, serve, vllm_command
 from eval.config import EvalConfig, validate
 from eval.data import EvalSet, load_eval_set
@@ -200,6 +200,8 @@ def plan(config: EvalConfig, task: Task, evalset: EvalSet) -> list[str]:
         f"(max_tokens {config.max_tokens or task.max_completion_tokens}, temperature {config.temperature}, "
         f"seed {config.seed}, constrained {config.constrained}); stored answers are not asked again",
     ]
+    if evalset.overlap is not None:
+        lines.append(f"training data {evalset.overlap['train_data']}: {overlap.describe(evalset.overlap)}")
     backend = config.resolved_backend()
     if not config.model:
         pass
@@ -218,6 +220,7 @@ def run(config: EvalConfig, argv: list[str]) -> dict[str, Any]:
     task = load_task(config.task)
     evalset = load_eval_set(config, task)  # data problems: one line, before any server starts
     check_models(config)
+    evalset.overlap = overlap.check(config, task, evalset)
     if config.dry_run:
         for line in plan(config, task, evalset):
             print(line)
@@ -248,7 +251,7 @@ def run(config: EvalConfig, argv: list[str]) -> dict[str, Any]:
         },
         "models": models,
         **metrics,
-        "warnings": warnings_for(config, task, metrics, params),
+        "warnings": overlap.warning(evalset.overlap) + warnings_for(config, task, metrics, params),
         "config": config.as_dict(),
         "versions": versions(),
     }
