@@ -33,3 +33,19 @@ def test_the_demo_pipeline_on_a_small_slice(tmp_path: Path) -> None:
     assert (work / "report" / "report.md").exists() and (work / "student" / "adapter_model.safetensors").exists()
     assert (work / "datasets" / "finsight" / "manifest.json").exists()
     assert processes_mentioning(str(work)) == []
+
+
+def test_results_script_checks_its_inputs_before_anything_runs(tmp_path: Path) -> None:
+    def results(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        argv = ["sh", "scripts/results.sh", *args]
+        run_env = engine_env(RESULTS_WORK=str(tmp_path / "work"), **env)
+        return subprocess.run(argv, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=60)
+
+    unknown = results("fpb", "nasdaq")
+    assert unknown.returncode == 2 and unknown.stderr.strip() == "error: unknown data set 'nasdaq' (choose: fpb, tfns)"
+    missing = results("tfns", SHARED_DATA=str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "tfns/sent_train.csv not found" in missing.stderr
+    assert not (tmp_path / "work").exists()  # nothing ran
+    pipeline = subprocess.run(["sh", "scripts/pipeline.sh", str(tmp_path), str(tmp_path / "w")], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert pipeline.returncode == 2 and "is not a data_gen output directory" in pipeline.stderr
