@@ -4,21 +4,23 @@
 PYTHON ?= python3
 CORE := .venv/bin/python
 
-.PHONY: demo test lint env env-core env-llamafactory env-axolotl tokenizers tiny-model benchmark clean
+.PHONY: demo test lint env env-core env-local env-llamafactory env-axolotl tokenizers tiny-model benchmark clean
 
 demo:
 	PYTHON=$(PYTHON) sh scripts/demo.sh
 
-test: env-core env-llamafactory env-axolotl tokenizers lint
+test: env-local env-llamafactory env-axolotl tokenizers lint
 	FIN_DISTILL_REQUIRE_ENGINES=1 $(CORE) -m pytest
 
-lint: env-core
+lint: env-local
 	$(CORE) -m ruff check .
 	$(CORE) -m ruff format --check .
 
-env: env-core env-llamafactory env-axolotl
+env: env-local env-llamafactory env-axolotl
 env-core:
 	PYTHON=$(PYTHON) sh scripts/setup_env.sh core
+env-local:  # the core environment plus torch / transformers for the in-process teacher (logit distillation)
+	PYTHON=$(PYTHON) sh scripts/setup_env.sh local
 env-llamafactory:
 	PYTHON=$(PYTHON) sh scripts/setup_env.sh llamafactory
 env-axolotl:

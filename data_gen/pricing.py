@@ -35,8 +35,9 @@ FREE = Price(0.0, 0.0, 0.0)
 
 
 def load_price(path: str | Path, model: str | None, teacher: str) -> Price | None:
-    """The price of ``model``; the offline rules teacher is free; an unknown model has no price (None)."""
-    if teacher == "rules":
+    """The price of ``model``; the rules teacher and a local model cost no money (their time is measured);
+    an unknown model has no price (None)."""
+    if teacher in ("rules", "local"):
         return FREE
     table_path = Path(path)
     if not table_path.is_file():

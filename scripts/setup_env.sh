@@ -1,6 +1,7 @@
 #!/bin/sh
 # Create one isolated, pinned Python environment. Reruns are no-ops while the pins are unchanged.
 #   sh scripts/setup_env.sh core           -> .venv                 (data_gen, eval, tests; no training engine)
+#   sh scripts/setup_env.sh local          -> .venv + torch / transformers as Axolotl's (--teacher local, --kd-teacher)
 #   sh scripts/setup_env.sh llamafactory   -> .venvs/llamafactory   (LLaMA-Factory and its own torch)
 #   sh scripts/setup_env.sh axolotl        -> .venvs/axolotl        (Axolotl and its own torch)
 #   sh scripts/setup_env.sh vllm           -> .venvs/vllm           (vLLM serving; needs a CUDA GPU to run)
@@ -13,16 +14,17 @@ PYTHON="${PYTHON:-python3}"
 UV_VERSION="0.13.9"
 
 case "$ENV_NAME" in
-  core)         DIR=".venv";                PINS="pyproject.toml" ;;
+  core)         DIR=".venv";                PINS="pyproject.toml"; EXTRAS="dev" ;;
+  local)        DIR=".venv";                PINS="pyproject.toml"; EXTRAS="dev,local" ;;
   llamafactory) DIR=".venvs/llamafactory";  PINS="requirements/llamafactory.txt" ;;
   axolotl)      DIR=".venvs/axolotl";       PINS="requirements/axolotl.txt" ;;
   vllm)         DIR=".venvs/vllm";          PINS="requirements/vllm.txt" ;;
-  *) echo "setup_env.sh: unknown environment '$ENV_NAME' (choose: core, llamafactory, axolotl, vllm)" >&2; exit 2 ;;
+  *) echo "setup_env.sh: unknown environment '$ENV_NAME' (choose: core, local, llamafactory, axolotl, vllm)" >&2; exit 2 ;;
 esac
 [ -f "$PINS" ] || { echo "setup_env.sh: pin file $PINS is missing" >&2; exit 2; }
 
 STAMP="$DIR/.fin-distill-pins"
-WANT="$(cat "$PINS" | cksum)"
+WANT="$(cat "$PINS" | cksum) ${EXTRAS:-}"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$DIR/bin/python" ]; then
   echo "environment '$ENV_NAME' is up to date ($DIR)"
   exit 0
@@ -43,8 +45,8 @@ fi
 echo "creating environment '$ENV_NAME' in $DIR from $PINS"
 [ -x "$DIR/bin/python" ] || "$UV" venv --quiet --python "$PYTHON" "$DIR"
 # Python here may run with PYTHONDONTWRITEBYTECODE=1: compile once now, or every start recompiles everything.
-if [ "$ENV_NAME" = "core" ]; then
-  "$UV" pip install --quiet --compile-bytecode --python "$DIR/bin/python" -e ".[dev]"
+if [ -n "${EXTRAS:-}" ]; then
+  "$UV" pip install --quiet --compile-bytecode --python "$DIR/bin/python" -e ".[$EXTRAS]"
 else
   "$UV" pip install --quiet --compile-bytecode --python "$DIR/bin/python" -r "$PINS"
 fi

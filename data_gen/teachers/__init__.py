@@ -2,6 +2,8 @@
 
 - ``openai``: any OpenAI-compatible endpoint (DeepSeek, OpenAI, ``vllm serve``, ``llamafactory-cli api``).
 - ``rules``: an embedded deterministic baseline that needs no network, key or model (see ``rules.py``).
+- ``local``: a Hugging Face model run in process with ``transformers``; also scores replies for logit
+  distillation (see ``local.py``).
 """
 
 from __future__ import annotations
@@ -57,4 +59,8 @@ def make_teacher(
             max_retries=config.max_retries,
             governor=governor,
         )
-    raise ConfigError(f"unknown teacher {config.teacher!r}; choose rules or openai")
+    if config.teacher == "local":
+        from data_gen.teachers.local import LocalTeacher
+
+        return LocalTeacher(config.model or "")
+    raise ConfigError(f"unknown teacher {config.teacher!r}; choose rules, openai or local")
