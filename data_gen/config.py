@@ -76,11 +76,12 @@ class DistillConfig(SourceOptions):
     # --- the teacher ---
     teacher: str = _opt(
         "rules",
-        "rules (offline, deterministic baseline) or openai (any OpenAI-compatible API)",
-        choices=["rules", "openai"],
+        "rules (offline, deterministic baseline), openai (any OpenAI-compatible API) or local (a Hugging Face "
+        "model folder given as --model, run in process on CPU or GPU)",
+        choices=["rules", "openai", "local"],
     )
     base_url: str | None = _opt(None, "base URL of the OpenAI-compatible API, e.g. https://api.deepseek.com/v1")
-    model: str | None = _opt(None, "teacher model name as the API knows it")
+    model: str | None = _opt(None, "teacher model name as the API knows it (--teacher local: the model folder)")
     api_key_env: str | None = _opt(
         "OPENAI_API_KEY",
         "NAME of the environment variable holding the API key "
@@ -122,6 +123,28 @@ class DistillConfig(SourceOptions):
         "evaluation sets the student will be tested on (files read with the same --text-column, or data_gen output "
         "directories: their test split); input rows equal or near-equal to one of their texts are rejected as "
         "contaminated before anything is asked",
+    )
+
+    # --- logit distillation ---
+    kd_top_k: int = _opt(
+        0,
+        "also write kd_<split>.jsonl for Axolotl's KD trainer: the top-k next-token log-probabilities of the "
+        "--kd-teacher at every position of each training reply (0: off)",
+    )
+    kd_teacher: str | None = _opt(
+        None,
+        "the model whose log-probabilities are distilled, run in process (a Hugging Face folder of the student's "
+        "family); default: --model with --teacher local. The replies may come from any teacher: this one scores them",
+    )
+    student_tokenizer: str | None = _opt(
+        None,
+        "the student's tokenizer (a model or tokenizer folder): logit distillation is refused unless it tokenizes "
+        "exactly like the teacher (default: the teacher's own, i.e. a same-family student)",
+    )
+    min_label_confidence: float = _opt(
+        0.0,
+        "with --kd-top-k: reject examples whose teacher probability for their own label (renormalised over the "
+        "classes) is below this, as low_confidence",
     )
 
     # --- outputs ---
@@ -270,6 +293,19 @@ def validate(config: DistillConfig) -> None:
         raise ConfigError("no output directory: pass --out DIR (or set `out:` in the --config file)")
     if config.teacher == "openai" and not config.model:
         raise ConfigError("--teacher openai needs --model (the model name the API serves)")
+    if config.teacher == "local" and not (config.model and (Path(config.model) / "config.json").is_file()):
+        raise ConfigError(f"--teacher local needs --model MODEL_FOLDER (a folder with config.json), got {config.model}")
+    if config.kd_top_k < 0:
+        raise ConfigError("--kd-top-k must be 0 (off) or more")
+    if config.kd_top_k and config.teacher != "local" and not config.kd_teacher:
+        raise ConfigError(
+            f"--kd-top-k needs log-probabilities over the student's tokens, which --teacher {config.teacher} cannot "
+            "give: pass --kd-teacher MODEL_FOLDER (a model of the student's family) or use --teacher local"
+        )
+    if config.kd_teacher and not (Path(config.kd_teacher) / "config.json").is_file():
+        raise ConfigError(f"--kd-teacher {config.kd_teacher} is not a model folder (no config.json)")
+    if config.min_label_confidence and not config.kd_top_k:
+        raise ConfigError("--min-label-confidence needs --kd-top-k (the confidence comes from the log-probabilities)")
     if config.teacher == "openai" and not config.base_url:
         raise ConfigError("--teacher openai needs --base-url (e.g. https://api.openai.com/v1)")
     unknown = [f for f in config.formats if f not in ("sharegpt", "alpaca")]

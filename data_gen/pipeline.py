@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_gen import kd
 from data_gen.batch import BatchingTeacher, BatchWriter, ingest
 from data_gen.budget import Budget
 from data_gen.cache import CachedTeacher, ResponseCache
@@ -108,6 +109,7 @@ class RunContext:
     started: float
     argv: list[str] | None
     timings: dict[str, float] = field(default_factory=dict)
+    kd: dict[str, Any] | None = None  # what the logit-distillation pass did (--kd-top-k)
 
     def timed(self, name: str, since: tuple[float, float]) -> tuple[float, float]:
         """Record the wall and CPU seconds of a pass since ``since``; returns the new mark."""
@@ -219,7 +221,75 @@ async def ask_all(
     return stats, distiller
 
 
-# ---------------------------------------------------------------- pass 3: write
+# ---------------------------------------------------------------- pass 3 (--kd-top-k): score
+async def kd_scorer(config: DistillConfig, teacher: Any) -> Any:
+    """The model that scores replies for logit distillation, loaded and checked against the student's tokenizer
+    before anything is asked: logit distillation compares distributions token by token."""
+    from data_gen.teachers.local import LocalTeacher, load_tokenizer, tokenizer_fingerprint
+
+    scorer = LocalTeacher(config.kd_teacher) if config.kd_teacher else teacher
+    await scorer.check()
+    if config.student_tokenizer is None:
+        return scorer
+    student = load_tokenizer(config.student_tokenizer)
+    if tokenizer_fingerprint(student) != tokenizer_fingerprint(scorer.tokenizer):
+        raise ConfigError(
+            f"--student-tokenizer {config.student_tokenizer} does not tokenize like the KD teacher {scorer.path} "
+            f"(vocabularies of {len(student)} and {len(scorer.tokenizer)} tokens, or another chat template): logit "
+            "distillation needs a teacher of the student's family; use hard-label distillation (no --kd-top-k)"
+        )
+    return scorer
+
+
+async def score_all(config: DistillConfig, task: Task, teacher: Any, work: Workspace) -> dict[str, Any]:
+    """The teacher scores every accepted reply (top-k rows for Axolotl's KD trainer, the label belief); examples
+    whose rows are unusable or whose label the teacher doubts (--min-label-confidence) are rejected."""
+    from tqdm import tqdm
+
+    items = list(work.examples())
+    outcomes: Counter = Counter()
+    confidences: list[float] = []
+    for row, rid, _split, user, assistant, meta in tqdm(
+        items, unit="row", desc="score (kd)", disable=not config.progress, dynamic_ncols=True, file=sys.stderr
+    ):
+        messages = Example(rid, "", task.system_prompt, user, assistant).messages()
+        scored = await teacher.score(messages, config.kd_top_k)
+        problem = kd.check_rows(scored, config.kd_top_k)
+        belief = None
+        if task.label_field and not problem:
+            belief = kd.label_belief(teacher.tokenizer, scored, assistant, task.label_field, task.labels)
+        if problem is not None:
+            reason, detail = "kd_rows_invalid", problem
+        elif config.min_label_confidence and (belief is None or belief.confidence < config.min_label_confidence):
+            shown = f"{belief.confidence:.3f}" if belief else "unreadable"
+            reason = "low_confidence"
+            detail = f"teacher probability of its label {shown} < {config.min_label_confidence}"
+        else:
+            if belief is not None:
+                meta["label_belief"] = belief.to_dict()
+                work.set_meta(row, meta)
+                confidences.append(belief.confidence)
+            work.add_kd(row, kd.dumps(scored))
+            outcomes["scored"] += 1
+            continue
+        work.drop_example(row)
+        work.reject(row, rid, reason, f"row {row}: {detail}")
+        outcomes[reason] += 1
+    return {
+        "top_k": config.kd_top_k,
+        "teacher": {"model": teacher.model, "path": teacher.path},
+        "student_tokenizer": config.student_tokenizer,
+        "scored": outcomes.pop("scored", 0),
+        "rejected_by_reason": dict(outcomes),
+        "min_label_confidence": config.min_label_confidence,
+        "label_belief": {
+            "examples": len(confidences),
+            "mean_confidence": round(sum(confidences) / len(confidences), 4) if confidences else None,
+        },
+    }
+
+
+# ---------------------------------------------------------------- pass 4: write
 def write_outputs(config: DistillConfig, task: Task, work: Workspace, out: Path) -> dict[str, Any]:
     """Training files, examples.jsonl, rejects.jsonl and the registries, all renamed into place together."""
     name = config.name or task.name
@@ -227,10 +297,13 @@ def write_outputs(config: DistillConfig, task: Task, work: Workspace, out: Path)
     for leftover in out.glob(".*.tmp"):  # temporary files of a run that was killed while writing
         leftover.unlink()
     with AtomicFiles(out) as files:
-        writer = TrainingWriter(files, config.formats)
+        writer = TrainingWriter(files, config.formats + (["kd"] if config.kd_top_k else []))
         examples = files.open("examples.jsonl")
         for row, rid, split, user, assistant, meta in work.examples():
             example = Example(rid, split, task.system_prompt, user, assistant, meta)
+            if config.kd_top_k:
+                scored = kd.loads(work.kd_of(row) or "")  # every example left after score_all has its rows
+                example.kd = {"logprobs": scored.logprobs, "target_token_ids": scored.token_ids}
             errors = writer.add(example)
             if errors:
                 invalid.append((row, rid, errors))
@@ -315,13 +388,14 @@ async def _run(run: RunContext, prepared: Prepared, mark: tuple[float, float]) -
         prepared.to_ask,
     )
     asker: Any = teacher
-    batch_writer = None
+    batch_writer = scorer = None
     if config.batch_write:
         assert cache is not None
         batch_writer = BatchWriter(out / "batch")
         asker = BatchingTeacher(teacher, cache, batch_writer)
     else:
         await teacher.check()  # imports the SDK, opens the connection pool, GET /models: a one-time cost
+        scorer = await kd_scorer(config, teacher) if config.kd_top_k else None  # checked before anything is asked
         mark = run.timed("connect", mark)
         if cache is not None:
             asker = CachedTeacher(teacher, cache)
@@ -333,6 +407,10 @@ async def _run(run: RunContext, prepared: Prepared, mark: tuple[float, float]) -
     mark = run.timed("ask", mark)
     if batch_writer is not None:
         return _batch_summary(stats, batch_writer, out)
+    if scorer is not None:
+        run.kd = await score_all(config, task, scorer, run.work)
+        log.info("kd: %s", run.kd)
+        mark = run.timed("score", mark)
     written = write_outputs(config, task, run.work, out)
     run.timed("write", mark)
     manifest = build_manifest(run, prepared, stats, written, distiller.stop_reason)

@@ -235,6 +235,7 @@ def build_manifest(
             "concurrency_decreases": governor.concurrency.decreases,
         },
         "gold_agreement": gold_agreement(task, stats.gold_pairs),
+        "kd": run.kd,
         "repairs": dict(stats.repairs.most_common()),
         "sampling": {k: v for k, v in _sampling(config, task).items() if v is not None},
         "files": written["files"],

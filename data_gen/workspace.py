@@ -19,6 +19,7 @@ CREATE TABLE ids (id TEXT PRIMARY KEY, row INTEGER);
 CREATE TABLE rows (seq INTEGER PRIMARY KEY, id TEXT, row INTEGER, text TEXT, label TEXT);
 CREATE TABLE rejects (row INTEGER, id TEXT, reason TEXT, detail TEXT, request_key TEXT);
 CREATE TABLE examples (row INTEGER PRIMARY KEY, id TEXT, split TEXT, user TEXT, assistant TEXT, meta TEXT);
+CREATE TABLE kd (row INTEGER PRIMARY KEY, rows TEXT);
 """
 PAGE = 1000
 
@@ -88,6 +89,17 @@ class Workspace:
 
     def drop_example(self, row: int) -> None:
         self.db.execute("DELETE FROM examples WHERE row = ?", (row,))
+        self.db.execute("DELETE FROM kd WHERE row = ?", (row,))
+
+    def set_meta(self, row: int, meta: dict[str, Any]) -> None:
+        self.db.execute("UPDATE examples SET meta = ? WHERE row = ?", (json.dumps(meta, ensure_ascii=False), row))
+
+    def add_kd(self, row: int, rows: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO kd VALUES (?, ?)", (row, rows))
+
+    def kd_of(self, row: int) -> str | None:
+        found = self.db.execute("SELECT rows FROM kd WHERE row = ?", (row,)).fetchone()
+        return found[0] if found else None
 
     def examples(self) -> Iterator[tuple[int, str, str, str, str, dict[str, Any]]]:
         """Accepted examples in input order. Do not change the table while iterating."""

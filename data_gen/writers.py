@@ -42,6 +42,14 @@ class Example:
     user: str
     assistant: str
     meta: dict[str, Any] = field(default_factory=dict)
+    kd: dict[str, Any] | None = None  # logprobs + target_token_ids (data_gen.kd), with --kd-top-k
+
+    def messages(self) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": self.system},
+            {"role": "user", "content": self.user},
+            {"role": "assistant", "content": self.assistant},
+        ]
 
 
 def sharegpt_record(example: Example) -> dict[str, Any]:
@@ -67,7 +75,12 @@ def alpaca_record(example: Example) -> dict[str, Any]:
     }
 
 
-FORMATS = {"sharegpt": sharegpt_record, "alpaca": alpaca_record}
+def kd_record(example: Example) -> dict[str, Any]:
+    """Axolotl's KD dataset type: role/content messages plus the teacher's top-k rows for the reply."""
+    return {"id": example.id, "messages": example.messages(), **(example.kd or {})}
+
+
+FORMATS = {"sharegpt": sharegpt_record, "alpaca": alpaca_record, "kd": kd_record}
 
 
 def dataset_info_entry(fmt: str, file_name: str) -> dict[str, Any]:
@@ -93,7 +106,16 @@ def axolotl_dataset(fmt: str, path: str, split: str | None = None) -> dict[str, 
     entry: dict[str, Any] = {"path": path, "ds_type": "json"}
     if split:
         entry["split"] = split
-    if fmt == "sharegpt":
+    if fmt == "kd":
+        entry.update(
+            {
+                "type": "axolotl.integrations.kd.chat_template",
+                "field_messages": "messages",
+                "logprobs_field": "logprobs",
+                "temperature": 1.0,  # the log-probabilities are the teacher's at temperature 1
+            }
+        )
+    elif fmt == "sharegpt":
         entry.update(
             {
                 "type": "chat_template",
@@ -208,7 +230,8 @@ class TrainingWriter:
                 file_name = f"{fmt}_{split}.jsonl"
                 if file_name not in self.counts:
                     continue
-                info[f"{name}_{fmt}_{split}"] = dataset_info_entry(fmt, file_name)
+                if fmt != "kd":  # LLaMA-Factory has no logit distillation
+                    info[f"{name}_{fmt}_{split}"] = dataset_info_entry(fmt, file_name)
                 path = os.path.join(out_as_given, file_name)
                 if split == "train":
                     axolotl.setdefault("datasets", []).append(axolotl_dataset(fmt, path))
