@@ -3,9 +3,12 @@
 The model is real (a Hugging Face Qwen2, Llama or GPT-2 architecture with a trained byte-level BPE tokenizer and
 the chat template of the model it stands in for: ChatML for Qwen2.5, Zephyr for TinyLlama-Chat, none for GPT-2)
 but small enough for CPU tests: engines can train it, serve it and generate from it.
-It has never seen data, so it writes noise; tests rely on exactly that.
+It has never seen data, so it writes noise; tests rely on exactly that. With ``--fit`` it is then trained briefly
+on a few distilled conversations, so its next-token distributions are peaked: a stand-in teacher for logit
+distillation that shares the plain twin's tokenizer (the same arguments build the same tokenizer and initial weights).
 
     python scripts/build_tiny_model.py --arch qwen2 --out .cache/tiny-qwen2
+    python scripts/build_tiny_model.py --arch qwen2 --out .cache/teacher --fit datasets/finsight/sharegpt_train.jsonl
 """
 
 from __future__ import annotations
@@ -138,6 +141,32 @@ def build_model(arch: str, tokenizer, hidden: int, layers: int):
     return LlamaForCausalLM(LlamaConfig(**common))
 
 
+ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+
+
+def fit(model, tokenizer, path: Path, examples: int, steps: int) -> float:
+    """Train on the first ``examples`` ShareGPT conversations of ``path`` (every token, full batch); final loss."""
+    import torch
+
+    conversations = []
+    for line in path.read_text(encoding="utf-8").splitlines()[:examples]:
+        turns = json.loads(line)["conversations"]
+        conversations.append([{"role": ROLES[t["from"]], "content": t["value"]} for t in turns])
+    texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    return loss.item()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="qwen2", choices=sorted(TOKENS), help="model architecture")
@@ -148,6 +177,9 @@ def main() -> None:
     parser.add_argument(
         "--corpus", type=Path, action="append", default=[], help="also train the tokenizer on this text file"
     )
+    parser.add_argument("--fit", type=Path, help="then train the model on the conversations of this ShareGPT JSONL")
+    parser.add_argument("--fit-examples", type=int, default=2, help="conversations to train on (the first N)")
+    parser.add_argument("--fit-steps", type=int, default=20, help="full-batch optimizer steps")
     args = parser.parse_args()
 
     marker = args.out / "tiny_model.json"
@@ -160,11 +192,16 @@ def main() -> None:
     }
     if args.corpus:  # the same files with the same content give the same tokenizer
         spec["corpus"] = hashlib.sha256(b"".join(path.read_bytes() for path in args.corpus)).hexdigest()
+    if args.fit:
+        spec["fit"] = [hashlib.sha256(args.fit.read_bytes()).hexdigest(), args.fit_examples, args.fit_steps]
     if marker.exists() and json.loads(marker.read_text()) == spec:
         print(f"tiny model already built: {args.out}")
         return
     tokenizer = build_tokenizer(args.vocab_size, args.arch, args.corpus)
     model = build_model(args.arch, tokenizer, args.hidden_size, args.layers)
+    if args.fit:
+        loss = fit(model, tokenizer, args.fit, args.fit_examples, args.fit_steps)
+        print(f"fitted on {args.fit_examples} conversations of {args.fit}, {args.fit_steps} steps: loss {loss:.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
     model.generation_config.do_sample = False
     model.save_pretrained(args.out)

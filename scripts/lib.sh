@@ -10,6 +10,9 @@ need_env() {
   esac
   [ -x "$CLI" ] || { echo "error: the $1 environment is missing: run sh scripts/setup_env.sh $1" >&2; exit 2; }
   PATH="$PWD/$ENV/bin:$PATH"; export PATH  # engines call their own tools (axolotl runs accelerate) from PATH
+  # Axolotl recipes may name our plugins (recipes/axolotl/plugins/kd_terms.py): importable by module name
+  [ "$1" = axolotl ] && PYTHONPATH="$PWD/recipes/axolotl/plugins${PYTHONPATH:+:$PYTHONPATH}" && export PYTHONPATH
+  return 0
 }
 
 # compose RECIPE RUN_NAME [key=value ...]: write the effective config to $CONFIG (SMOKE=1: tiny model, CPU)

@@ -35,6 +35,7 @@ AX_PYTHON = AX_BIN / "python"
 RECIPE_DIR = ROOT / "recipes" / "axolotl"
 SMOKE = RECIPE_DIR / "smoke.yaml"
 RECIPES = sorted(path for path in RECIPE_DIR.glob("*.yaml") if path != SMOKE)
+SFT_RECIPES = [path for path in RECIPES if "_kd" not in path.stem]  # the KD recipe is run by tests/test_kd.py
 # What smoke mode may change: the model, sizes and step counts, and what a CPU strictly needs.
 ALLOWED_SMOKE_KEYS = frozenset(
     {
@@ -93,6 +94,7 @@ AX_ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     # `axolotl train` execs `accelerate` from PATH: the environment's bin must come first, as when it is activated
     "PATH": f"{AX_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    "PYTHONPATH": str(RECIPE_DIR / "plugins"),  # our plugins, as the launchers set it (scripts/lib.sh)
 }
 SEVEN_PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
@@ -153,6 +155,7 @@ class AxolotlSchema:
     nested: dict[str, dict[str, Any]]  # class path -> JSON schema of the pydantic model the type names
     deprecated: dict[str, str]  # key -> Axolotl's deprecation message
     validation: dict[str, str]  # recipe path -> "ok" or Axolotl's validation error
+    plugin_keys: dict[str, list[str]]  # recipe path -> the keys its plugins add
 
 
 MODEL_NAME = re.compile(r"axolotl(?:\.\w+)+\.[A-Z]\w*")
@@ -191,10 +194,12 @@ def check_node(value: Any, node: Mapping[str, Any], defs: Mapping[str, Any], whe
     return []
 
 
-def key_problems(config: Mapping[str, Any], schema: AxolotlSchema) -> list[str]:
+def key_problems(config: Mapping[str, Any], schema: AxolotlSchema, plugin_keys: list[str] = ()) -> list[str]:
     """Every key Axolotl would silently ignore (or has deprecated), named with its path."""
     problems = []
     for key, value in config.items():
+        if key in plugin_keys:
+            continue
         if key not in schema.top:
             problems.append(f"{key}: not an Axolotl config key")
             continue
@@ -228,7 +233,7 @@ def axolotl_schema(tmp_path_factory: pytest.TempPathFactory) -> AxolotlSchema:
     answer = run_helper(
         "ax_schema.py", "AX_HELPER", json.dumps({"models": models, "validate": [str(path) for path in RECIPES]})
     )
-    return AxolotlSchema(top, answer["nested"], answer["deprecated"], answer["validation"])
+    return AxolotlSchema(top, answer["nested"], answer["deprecated"], answer["validation"], answer["plugin_keys"])
 
 
 @pytest.mark.parametrize("path", [*RECIPES, SMOKE], ids=lambda path: path.stem)
@@ -237,13 +242,13 @@ def test_every_key_is_an_axolotl_key(path: Path, axolotl_schema: AxolotlSchema) 
     if path == SMOKE:
         assert set(config) == {"twins", "overrides"}
         config = config["overrides"]
-    assert key_problems(config, axolotl_schema) == []
+    assert key_problems(config, axolotl_schema, axolotl_schema.plugin_keys.get(str(path), [])) == []
     if path != SMOKE:
         assert axolotl_schema.validation[str(path)] == "ok"
 
 
 def test_key_check_names_a_misspelled_key(axolotl_schema: AxolotlSchema) -> None:
-    bad = load_yaml(RECIPES[0])
+    bad = load_yaml(SFT_RECIPES[0])
     bad["lora_rank"] = bad.pop("lora_r")  # Axolotl itself would accept this and train with its default rank
     bad["datasets"][0]["field_message"] = bad["datasets"][0].pop("field_messages")
     bad["test_datasets"][0]["message_property_mappings"] = {"role": "from", "content": "value"}  # free-form: fine
@@ -309,7 +314,7 @@ def smoke_runs(distilled: dict[str, Path], tmp_path_factory: pytest.TempPathFact
     """The effective smoke config of each recipe, written to a temporary folder. Test-only rewrites: data paths
     point at the freshly distilled files, and outputs stay in the temporary folder."""
     runs = {}
-    for path in RECIPES:
+    for path in SFT_RECIPES:
         recipe = load_yaml(path)
         config = smoke_config(path)
         for key in ("datasets", "test_datasets"):
@@ -328,7 +333,7 @@ def jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
-@pytest.mark.parametrize("name", [path.stem for path in RECIPES])
+@pytest.mark.parametrize("name", [path.stem for path in SFT_RECIPES])
 def test_preprocess_keeps_every_row_and_trains_on_answers(name: str, smoke_runs: dict[str, SmokeRun]) -> None:
     run = smoke_runs[name]
     code, output = run_logged([str(AX_CLI), "preprocess", str(run.path)], run.work / "preprocess.log", timeout=300)
@@ -350,7 +355,7 @@ def test_preprocess_keeps_every_row_and_trains_on_answers(name: str, smoke_runs:
 LOSS = re.compile(r"'(?:train_)?loss': '?([-+\w.]+)'?")
 
 
-@pytest.mark.parametrize("name", [path.stem for path in RECIPES])
+@pytest.mark.parametrize("name", [path.stem for path in SFT_RECIPES])
 def test_train_runs_qlora_steps_on_cpu(name: str, smoke_runs: dict[str, SmokeRun]) -> None:
     run = smoke_runs[name]
     code, output = run_logged([str(AX_CLI), "train", str(run.path)], run.work / "train.log", timeout=420)

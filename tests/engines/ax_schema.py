@@ -1,6 +1,7 @@
 """Run inside the Axolotl environment: the JSON schemas of the nested models that `axolotl config-schema` names (its
-full schema fails on torch.dtype, so it prints names and types only), the deprecated keys, and each recipe put
-through Axolotl's own validate_config() as a single bf16 GPU would see it.
+full schema fails on torch.dtype, so it prints names and types only), the deprecated keys, the keys each recipe's
+plugins add (their input-args models), and each recipe put through Axolotl's own validate_config() as a single bf16
+GPU would see it (plugins registered first, as `axolotl train` does).
 
     .venvs/axolotl/bin/python tests/engines/ax_schema.py '{"models": [...], "validate": [RECIPE, ...]}'
 """
@@ -11,7 +12,8 @@ import sys
 
 import torch
 import yaml
-from axolotl.utils.config import validate_config
+from axolotl.integrations.base import PluginManager
+from axolotl.utils.config import prepare_plugins, validate_config
 from axolotl.utils.dict import DictDefault
 from axolotl.utils.schemas.config import AxolotlInputConfig
 
@@ -28,12 +30,20 @@ for path in request["models"]:
 deprecated = {k: str(f.deprecated) for k, f in AxolotlInputConfig.model_fields.items() if f.deprecated}
 gpu = {"bf16": True, "fp8": False, "n_gpu": 1, "n_node": 1, "compute_capability": "sm_90"}
 env = {"torch_version": torch.__version__.split("+")[0]}
-validation = {}
+validation, plugin_keys = {}, {}
 for recipe in request["validate"]:
     try:
         with open(recipe) as handle:
-            validate_config(DictDefault(yaml.safe_load(handle)), capabilities=gpu, env_capabilities=env)
+            cfg = DictDefault(yaml.safe_load(handle))
+        prepare_plugins(cfg)
+        keys = []
+        for path in PluginManager.get_instance().get_input_args() if cfg.plugins else []:
+            module, name = path.rsplit(".", 1)
+            keys += list(getattr(importlib.import_module(module), name).model_fields)
+        plugin_keys[recipe] = keys
+        validate_config(cfg, capabilities=gpu, env_capabilities=env)
         validation[recipe] = "ok"
     except Exception as exc:
         validation[recipe] = f"{type(exc).__name__}: {exc}"
-print("AX_HELPER " + json.dumps({"nested": nested, "deprecated": deprecated, "validation": validation}))
+answer = {"nested": nested, "deprecated": deprecated, "validation": validation, "plugin_keys": plugin_keys}
+print("AX_HELPER " + json.dumps(answer))
