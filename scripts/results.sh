@@ -21,8 +21,9 @@ input_for() {
     *) echo "error: unknown data set '$1' (choose: fpb, tfns)" >&2; return 2 ;;
   esac
 }
-for name in "$@"; do  # every input checked before anything runs
-  input=$(input_for "$name") || exit 2
+for name in "$@"; do input_for "$name" > /dev/null || exit 2; done  # every input checked before anything runs
+for name in "$@"; do
+  input=$(input_for "$name")
   [ -f "$input" ] || { echo "error: $input not found (set SHARED_DATA to the folder with fpb/ and tfns/)" >&2; exit 2; }
 done
 
