@@ -180,7 +180,7 @@ def test_ctrl_c_stops_the_started_server(distilled: dict[str, Path], tmp_path: P
     pids = tmp_path / "pids"
     model = tmp_path / "model"
     model.mkdir()
-    env = {**os.environ, "FAKE_PIDS": str(pids), "FAKE_LATENCY": "2"}
+    env = {**os.environ, "FAKE_PIDS": str(pids), "FAKE_LATENCY": "30"}  # no answer before the Ctrl-C
     proc = subprocess.Popen(
         [sys.executable, "-m", "eval.run", "--data", str(distilled["finsight"]), "--backend", "llamafactory",
          "--llamafactory-cli", str(fake_cli(tmp_path)), "--model", str(model), "--out", str(tmp_path / "run"),
