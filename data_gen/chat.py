@@ -87,6 +87,8 @@ class Completion:
     latency_s: float = 0.0
     created_at: float = field(default_factory=time.time)
     from_cache: bool = False
+    # per completion token, when the request asked for logprobs: {"token", "logprob", "top": [[token, logprob], ...]}
+    logprobs: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -125,4 +127,20 @@ def completion_from_response(response: Any, attempts: int = 1, latency: float = 
         model=data.get("model"),
         attempts=attempts,
         latency_s=round(latency, 4),
+        logprobs=_token_logprobs(choice.get("logprobs")),
     )
+
+
+def _token_logprobs(logprobs: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """OpenAI's ``choices[0].logprobs.content`` in a compact form (vLLM returns the same shape)."""
+    content = (logprobs or {}).get("content")
+    if not content:
+        return None
+    return [
+        {
+            "token": entry.get("token") or "",
+            "logprob": entry.get("logprob"),
+            "top": [[alt.get("token") or "", alt.get("logprob")] for alt in entry.get("top_logprobs") or []],
+        }
+        for entry in content
+    ]

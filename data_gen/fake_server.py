@@ -42,6 +42,7 @@ class Reply:
     drop: bool = False  # close the connection without answering
     raw: bytes | None = None  # send these bytes as the body instead of a completion
     no_choices: bool = False
+    logprobs: list[dict[str, Any]] | None = None  # choices[0].logprobs.content, OpenAI's (and vLLM's) shape
 
 
 def answer(content: str, **kwargs: Any) -> Reply:
@@ -187,7 +188,14 @@ class FakeOpenAI:
                     "model": body.get("model", "fake"),
                     "choices": []
                     if reply.no_choices
-                    else [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+                    else [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "finish_reason": reply.finish_reason,
+                            **({"logprobs": {"content": reply.logprobs}} if reply.logprobs is not None else {}),
+                        }
+                    ],
                     "usage": usage,
                 }
                 self._send(200, json.dumps(completion).encode(), reply.headers)

@@ -86,6 +86,11 @@ class EvalConfig(SourceOptions):
         "structured_outputs (vLLM >= 0.10 extra field), guided_json (older vLLM); answers are validated either way",
         choices=list(CONSTRAINED),
     )
+    logprobs: int = _opt(
+        0,
+        "ask the served models for their top-K log-probabilities per token (OpenAI logprobs / top_logprobs, as vLLM "
+        "returns them) and report how well calibrated each model's label is: ECE and a reliability plot; 0: off",
+    )
     concurrency: int = _opt(8, "requests in flight per model")
     timeout: float = _opt(300.0, "seconds before one request times out")
     max_retries: int = _opt(2, "retries of a request on 429 / 5xx / timeouts / dropped connections")
@@ -142,6 +147,8 @@ def validate(config: EvalConfig) -> None:
         raise ConfigError(f"--train-data: not found: {config.train_data}")
     if config.max_tokens is not None and config.max_tokens < 1:
         raise ConfigError("--max-tokens must be at least 1")
+    if not 0 <= config.logprobs <= 20:
+        raise ConfigError("--logprobs must be between 0 (off) and 20 (the OpenAI API's limit)")
     for name in ("concurrency", "bootstrap", "tensor_parallel_size", "data_parallel_size"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")

@@ -32,6 +32,8 @@ def generation_params(config: EvalConfig, task: Task) -> dict[str, Any]:
         "seed": config.seed,
         "top_p": config.top_p,
     }
+    if config.logprobs:
+        params.update({"logprobs": True, "top_logprobs": config.logprobs})
     schema = task.schema_for_prompt
     if config.constrained == "json_schema":  # OpenAI's form; vLLM's server accepts it too
         params["response_format"] = {

@@ -190,6 +190,22 @@ def make_plots(folder: Path, task: Task, results: dict[str, Any]) -> list[Path]:
         ax.set_title(f"{name}: F1 per class")
         ax.legend()
         made.append(_save(fig, folder / f"per_class_f1_{name}.png", plt))
+    calibrations = {label: results["metrics"][label].get("calibration") for label in labels}
+    calibrations = {label: c for label, c in calibrations.items() if c}
+    if calibrations:
+        fig, ax = plt.subplots(figsize=(4.6, 4.2))
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+        for label, cal in calibrations.items():
+            used = [b for b in cal["bins"] if b["count"]]
+            ax.plot([b["confidence"] for b in used], [b["accuracy"] for b in used], marker="o",
+                    label=f"{label} (ECE {cal['ece']:.3f}, n={cal['n']})")  # fmt: skip
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel(f"confidence in its {task.label_field} (bin mean)")
+        ax.set_ylabel("accuracy in the bin")
+        ax.set_title("Reliability")
+        ax.legend(fontsize=8)
+        made.append(_save(fig, folder / "reliability.png", plt))
     return made
 
 
@@ -280,6 +296,7 @@ def render(
         failures = ", ".join(f"{k} {v}" for k, v in fmt["failures"].items()) or "none"
         table.append([label, *(_num(fmt[s]) for s in steps), failures])
     lines += _table(["model", *steps, "first failure (count)"], table)
+    lines += _calibration_section(task, results, labels, plots)
     for name, kind in task.metrics.items():
         reports = {label: results["metrics"][label]["fields"].get(name) for label in labels}
         reports = {label: r for label, r in reports.items() if r}
@@ -306,6 +323,29 @@ def render(
         "",
     ]
     return "\n".join(lines)
+
+
+def _calibration_section(task: Task, results: dict[str, Any], labels: list[str], plots: list[Path]) -> list[str]:
+    calibrations = {label: results["metrics"][label].get("calibration") for label in labels}
+    calibrations = {label: c for label, c in calibrations.items() if c}
+    if not calibrations:
+        return []
+    lines = [
+        "",
+        f"## Calibration of `{task.label_field}`",
+        "",
+        "The model's probability of the class it wrote (from the top log-probabilities at the label, renormalised over "
+        "the classes) against how often it was right, in 10 equal-width bins; ECE: expected calibration error.",
+        "",
+    ]
+    table = [
+        [label, str(c["n"]), _num(c["ece"]), _num(c["mean_confidence"]), _num(c["accuracy"])]
+        for label, c in calibrations.items()
+    ]
+    lines += _table(["model", "rows", "ECE", "mean confidence", "accuracy"], table)
+    if any(p.name == "reliability.png" for p in plots):
+        lines += ["", "![reliability](plots/reliability.png)"]
+    return lines
 
 
 def _overlap_section(overlap: dict[str, Any]) -> list[str]:

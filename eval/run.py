@@ -30,6 +30,7 @@ from data_gen.task import Task, load_task
 from data_gen.teachers import make_teacher
 from eval import overlap, report
 from eval.backends import ServerError, check_models, groups, serve, vllm_command
+from eval.calibration import label_probs, reliability
 from eval.config import EvalConfig, validate
 from eval.data import EvalSet, load_eval_set
 from eval.generate import GenerationFailed, generate, generation_params
@@ -119,6 +120,8 @@ def score(
         for item, completion in zip(evalset.items, completions, strict=True):
             reading = task.inspect(completion.text, completion.reasoning)
             row = score_row(task, reading, completion.finish_reason, item.gold)
+            if task.label_field and completion.logprobs:
+                row["label_probs"] = label_probs(completion.text, completion.logprobs, task.label_field, task.labels)
             rows[label].append({"answer": reading.answer, **row})
     headline = {label: headline_metrics(task, label_rows) for label, label_rows in rows.items()}
     flat = {(label, name): metric for label, metrics in headline.items() for name, metric in metrics.items()}
@@ -145,11 +148,24 @@ def score(
                 }
             )
     metrics = {
-        "metrics": {label: aggregate(task, label_rows) for label, label_rows in rows.items()},
+        "metrics": {label: {**aggregate(task, r), "calibration": calibrated(task, r)} for label, r in rows.items()},
         "intervals": {label: with_intervals(h, samples[label]) for label, h in headline.items()},
         "comparisons": comparisons,
     }
     return rows, metrics
+
+
+def calibrated(task: Task, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """ECE and reliability bins of a model's label, over rows with gold, a stated label and its probabilities."""
+    name = task.label_field
+    pairs = []
+    for row in rows:
+        scores, probs = row["fields"].get(name) if name else None, row.get("label_probs")
+        if scores and probs and scores.get("gold") is not None and scores.get("predicted") in probs:
+            pairs.append((probs[scores["predicted"]], bool(scores.get("correct"))))
+    if not pairs:
+        return None
+    return reliability([c for c, _ in pairs], [ok for _, ok in pairs])
 
 
 def warnings_for(config: EvalConfig, task: Task, metrics: dict[str, Any], params: dict[str, Any]) -> list[str]:
@@ -167,6 +183,11 @@ def warnings_for(config: EvalConfig, task: Task, metrics: dict[str, Any], params
             found.append(
                 f"{label}: {round(fmt['truncated'] * n)} of {n} answers hit max_tokens={params['max_tokens']}; "
                 "raise --max-tokens"
+            )
+        if config.logprobs and label != "teacher" and result.get("calibration") is None:
+            found.append(
+                f"{label}: --logprobs {config.logprobs} was sent, but no answer had readable log-probabilities at its "
+                "label: the server does not return logprobs (vLLM does), so there is no calibration"
             )
         if fmt["parsed"] < 1 and task.answer_kind == "json":
             found.append(f"{label}: {round((1 - fmt['parsed']) * n)} of {n} answers hold no usable JSON (missing)")
