@@ -186,6 +186,8 @@ def test_ctrl_c_stops_the_started_server(distilled: dict[str, Path], tmp_path: P
          "--llamafactory-cli", str(fake_cli(tmp_path)), "--model", str(model), "--out", str(tmp_path / "run"),
          "--no-progress"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a suite started in the background by a non-interactive shell inherits SIGINT ignored: undo that for the run
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
