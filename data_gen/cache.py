@@ -11,6 +11,7 @@ is asked again, and one longer than the new limit counts as cut at it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -191,3 +192,18 @@ class CachedTeacher:
         completion = await self.teacher.complete(request)
         self.cache.put(key, self.teacher.endpoint, request.body(), completion)  # stored before it is used
         return completion
+
+
+def fingerprint(path: str) -> dict[str, Any]:
+    """Identity of a model or adapter: small files hashed, large ones by name and size (a 15 GB checkpoint is not
+    read to name it); a hub id stays itself."""
+    folder = Path(path)
+    if not folder.exists():
+        return {"id": path}
+    digest = hashlib.sha256()
+    for item in sorted(p for p in folder.rglob("*") if p.is_file()):
+        size = item.stat().st_size
+        digest.update(f"{item.relative_to(folder)}:{size}".encode())
+        if size <= 64 << 20:
+            digest.update(item.read_bytes())
+    return {"path": str(folder.resolve()), "sha256": digest.hexdigest()}

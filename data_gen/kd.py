@@ -37,15 +37,25 @@ def kd_record(rid: str, messages: list[dict[str, str]], scored: Scored) -> dict[
     return {"id": rid, "messages": messages, "logprobs": scored.logprobs, "target_token_ids": scored.token_ids}
 
 
+def label_span(text: str, field: str) -> tuple[int, int] | None:
+    """Where the JSON states ``field``'s string value (``"sentiment": "positive"`` -> the span of positive): the
+    last occurrence, since the JSON follows the thinking; None when the text states none."""
+    found = list(re.finditer(rf'"{re.escape(field)}"\s*:\s*"', text))
+    if not found:
+        return None
+    start = found[-1].end()
+    end = text.find('"', start)
+    return (start, end) if end > start else None
+
+
 def label_belief(tokenizer: Any, scored: Scored, reply: str, field: str, labels: list[str]) -> LabelBelief | None:
     """The teacher's belief in each class where the reply states its ``field``; None when it cannot be read off
     (no such field, a label token merged with the text before it, classes sharing a first token)."""
-    found = list(re.finditer(rf'"{re.escape(field)}"\s*:\s*"', reply))
-    if not found:
+    span = label_span(reply, field)
+    if span is None:
         return None
-    start = found[-1].end()  # the last one: the JSON follows the thinking
-    end = reply.find('"', start)
-    value = reply[start:end] if end > start else None
+    start, end = span
+    value = reply[start:end]
     if value not in labels:
         return None
     reply_ids = scored.input_ids[scored.prompt_tokens :]

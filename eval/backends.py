@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from data_gen.cache import fingerprint
 from data_gen.chat import normalize_endpoint
 from data_gen.config import ConfigError
 from eval.config import EvalConfig
@@ -120,21 +121,6 @@ def check_models(config: EvalConfig) -> None:
         if shutil.which(program) is None:
             env = config.resolved_backend()
             raise ConfigError(f"{program} not found: create its environment with sh scripts/setup_env.sh {env}")
-
-
-def fingerprint(path: str) -> dict[str, Any]:
-    """Identity of a model or adapter: small files hashed, large ones by name and size (a 15 GB checkpoint is not
-    read to name it); a hub id stays itself."""
-    folder = Path(path)
-    if not folder.exists():
-        return {"id": path}
-    digest = hashlib.sha256()
-    for item in sorted(p for p in folder.rglob("*") if p.is_file()):
-        size = item.stat().st_size
-        digest.update(f"{item.relative_to(folder)}:{size}".encode())
-        if size <= 64 << 20:
-            digest.update(item.read_bytes())
-    return {"path": str(folder.resolve()), "sha256": digest.hexdigest()}
 
 
 # ---------------------------------------------------------------- server processes

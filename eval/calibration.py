@@ -10,8 +10,9 @@ over equal-width confidence bins, and the bins themselves for a reliability diag
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
+
+from data_gen.kd import label_span
 
 BINS = 10
 
@@ -21,10 +22,10 @@ def label_probs(text: str, tokens: list[dict[str, Any]], field: str, labels: lis
     (no logprobs, no such field, the token holding the label's start not found, or no class among its alternatives).
 
     ``tokens``: ``[{"token": str, "logprob": float, "top": [[token, logprob], ...]}, ...]`` covering ``text``."""
-    found = list(re.finditer(rf'"{re.escape(field)}"\s*:\s*"', text))
-    if not found or not tokens:
+    span = label_span(text, field)
+    if span is None or not tokens:
         return None
-    start = found[-1].end()
+    start = span[0]
     offset = 0
     for token in tokens:
         end = offset + len(token["token"])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data_gen.cache import fingerprint
 from data_gen.chat import ChatRequest, Completion, Usage
 from data_gen.config import ConfigError
 
@@ -70,12 +71,7 @@ class LocalTeacher:
             raise ConfigError(f"--teacher local: {path} is not a model folder (no config.json)")
         self.path = str(folder.resolve())
         self.device = device
-        weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
-        digest = hashlib.sha256()
-        for name in [folder / "config.json", *weights]:  # identity: the files (name, size, first MiB), not the path
-            with name.open("rb") as handle:
-                digest.update(f"{name.name}:{name.stat().st_size}:".encode() + handle.read(2**20))
-        self.model = f"{folder.name}-{digest.hexdigest()[:12]}"
+        self.model = f"{folder.name}-{fingerprint(path)['sha256'][:12]}"  # its files, not its path, name it
         self.endpoint = f"local://{self.model}"
         self._loaded: tuple[Any, Any] | None = None
         self._lock = asyncio.Lock()
