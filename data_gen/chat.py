@@ -112,23 +112,26 @@ def completion_from_response(response: Any, attempts: int = 1, latency: float = 
     choice = data["choices"][0]
     message = choice.get("message") or {}
     reasoning = message.get("reasoning") or message.get("reasoning_content")
-    usage = Usage()
-    if data.get("usage"):
-        u = data["usage"]
-        cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens")
-        if cached is None:
-            cached = u.get("prompt_cache_hit_tokens")
-        usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0), int(cached or 0))
     return Completion(
         text=message.get("content") or "",
         reasoning=reasoning if isinstance(reasoning, str) else None,
         finish_reason=choice.get("finish_reason"),
-        usage=usage,
+        usage=usage_from_response(data),
         model=data.get("model"),
         attempts=attempts,
         latency_s=round(latency, 4),
         logprobs=_token_logprobs(choice.get("logprobs")),
     )
+
+
+def usage_from_response(data: dict[str, Any]) -> Usage:
+    """Token usage of an OpenAI-style response (cached prompt tokens from ``prompt_tokens_details`` or DeepSeek's
+    ``prompt_cache_hit_tokens``); zeros when it reports none."""
+    u = data.get("usage") or {}
+    cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens")
+    if cached is None:
+        cached = u.get("prompt_cache_hit_tokens")
+    return Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0), int(cached or 0))
 
 
 def _token_logprobs(logprobs: dict[str, Any] | None) -> list[dict[str, Any]] | None:

@@ -17,7 +17,14 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 from tenacity.wait import wait_base
 
-from data_gen.chat import ChatRequest, Completion, completion_from_response, normalize_endpoint, request_key
+from data_gen.chat import (
+    ChatRequest,
+    Completion,
+    completion_from_response,
+    normalize_endpoint,
+    request_key,
+    usage_from_response,
+)
 from data_gen.limits import AdaptiveConcurrency, Governor
 
 RETRY_STATUS = frozenset({408, 409, 429})
@@ -79,6 +86,13 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in RETRY_STATUS or exc.status_code >= 500
     return isinstance(exc, (openai.APIConnectionError, EmptyChoicesError, asyncio.TimeoutError))
+
+
+def is_request_error(exc: BaseException) -> bool:
+    """A request that failed at the server or on the way (after its retries), as opposed to a fault in our code."""
+    import openai
+
+    return isinstance(exc, (openai.APIError, EmptyChoicesError, asyncio.TimeoutError))
 
 
 def is_fatal(exc: BaseException) -> bool:
@@ -174,11 +188,23 @@ class ChatClient:
     async def complete(self, request: ChatRequest, refresh: bool = False) -> Completion:
         """One chat completion, retried on transient faults (``refresh`` is for caches in front of it).
         Non-retryable errors propagate; BudgetExhausted is raised before an attempt the budget cannot cover."""
-        attempts = 0
         start = time.perf_counter()
         body = request.body()
         key = request.key or request_key(self.endpoint, body)
-        estimate = prompt_estimate(request)
+        # the SDK's documented raw route: the body is sent as built, the JSON comes back as a dict
+        # (chat.completions.create re-validates every message and costs ~1 ms of CPU per request)
+        response, attempts = await self.post(
+            "/chat/completions", body, prompt_estimate(request), request.max_tokens, key
+        )
+        return completion_from_response(response, attempts, time.perf_counter() - start)
+
+    async def post(
+        self, path: str, body: dict[str, Any], estimate: int, max_tokens: int, key: str = ""
+    ) -> tuple[dict[str, Any], int]:
+        """POST ``body`` to ``path`` (relative to the base URL, or a full URL) through the governor, retried on
+        transient faults: the JSON object that came back and the number of attempts it took. A completions
+        response without choices is a server fault (retried)."""
+        attempts = 0
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_retryable),
             stop=stop_after_attempt(self.max_retries + 1),
@@ -187,19 +213,16 @@ class ChatClient:
         )
         async for attempt in retrying:
             with attempt:
-                async with self.governor.slot(estimate, request.max_tokens, key) as slot:
+                async with self.governor.slot(estimate, max_tokens, key) as slot:
                     attempts += 1
                     sent = time.perf_counter()
-                    # the SDK's documented raw route: the body is sent as built, the JSON comes back as a dict
-                    # (chat.completions.create re-validates every message and costs ~1 ms of CPU per request)
-                    response = await self.client.post("/chat/completions", body=body, cast_to=object)
+                    response = await self.client.post(path, body=body, cast_to=object)
                     if not isinstance(response, dict):
                         raise ValueError(f"the response is not a JSON object: {str(response)[:100]!r}")
-                    if not response.get("choices"):
+                    if path.endswith("completions") and not response.get("choices"):
                         raise EmptyChoicesError("the response has no choices")
-                    completion = completion_from_response(response, attempts, time.perf_counter() - start)
-                    slot.done(completion.usage, time.perf_counter() - sent)
-        return completion
+                    slot.done(usage_from_response(response), time.perf_counter() - sent)
+        return response, attempts
 
     async def close(self) -> None:
         if self._client is not None:
