@@ -133,13 +133,21 @@ class DistillConfig(SourceOptions):
     )
     kd_teacher: str | None = _opt(
         None,
-        "the model whose log-probabilities are distilled, run in process (a Hugging Face folder of the student's "
-        "family); default: --model with --teacher local. The replies may come from any teacher: this one scores them",
+        "the model whose log-probabilities are distilled, of the student's family: a Hugging Face folder run in "
+        "process, or the base URL of a `vllm serve` (http://HOST:8000/v1). Default: the teacher itself (--teacher "
+        "local, or the --teacher openai server, which must then be vllm serve). The replies may come from any "
+        "teacher: this one scores them",
+    )
+    kd_model: str | None = _opt(
+        None,
+        "the model name the --kd-teacher server serves (default: --model on the teacher's own server, else the "
+        "first model the server lists)",
     )
     student_tokenizer: str | None = _opt(
         None,
-        "the student's tokenizer (a model or tokenizer folder): logit distillation is refused unless it tokenizes "
-        "exactly like the teacher (default: the teacher's own, i.e. a same-family student)",
+        "the student's tokenizer (a model or tokenizer folder): logit distillation is refused unless the teacher "
+        "tokenizes exactly like it (default for a teacher run in process: its own, i.e. a same-family student; "
+        "required for a served teacher, whose tokenizer is checked through its /tokenize)",
     )
     min_label_confidence: float = _opt(
         0.0,
@@ -285,6 +293,13 @@ def load_config(args: argparse.Namespace, cls: type = DistillConfig, check: Call
     return config
 
 
+def kd_server(config: DistillConfig) -> str | None:
+    """The base URL of the server that scores replies for logit distillation, if a server does."""
+    if config.kd_teacher:
+        return config.kd_teacher if config.kd_teacher.startswith(("http://", "https://")) else None
+    return config.base_url if config.kd_top_k and config.teacher == "openai" else None
+
+
 def validate(config: DistillConfig) -> None:
     """Cross-field checks that argparse cannot express."""
     if not config.input and not config.batch_ingest:
@@ -297,13 +312,19 @@ def validate(config: DistillConfig) -> None:
         raise ConfigError(f"--teacher local needs --model MODEL_FOLDER (a folder with config.json), got {config.model}")
     if config.kd_top_k < 0:
         raise ConfigError("--kd-top-k must be 0 (off) or more")
-    if config.kd_top_k and config.teacher != "local" and not config.kd_teacher:
+    if config.kd_top_k and config.teacher == "rules" and not config.kd_teacher:
         raise ConfigError(
-            f"--kd-top-k needs log-probabilities over the student's tokens, which --teacher {config.teacher} cannot "
-            "give: pass --kd-teacher MODEL_FOLDER (a model of the student's family) or use --teacher local"
+            "--kd-top-k needs log-probabilities over the student's tokens, which --teacher rules cannot give: pass "
+            "--kd-teacher MODEL_FOLDER or URL (a model of the student's family, run here or behind vllm serve)"
         )
-    if config.kd_teacher and not (Path(config.kd_teacher) / "config.json").is_file():
-        raise ConfigError(f"--kd-teacher {config.kd_teacher} is not a model folder (no config.json)")
+    served = kd_server(config)
+    if config.kd_teacher and not served and not (Path(config.kd_teacher) / "config.json").is_file():
+        raise ConfigError(f"--kd-teacher {config.kd_teacher} is neither a model folder (no config.json) nor a URL")
+    if config.kd_top_k and served and not config.student_tokenizer:
+        raise ConfigError(
+            f"--kd-top-k with the served teacher {served} needs --student-tokenizer FOLDER: the conversations are "
+            "tokenized with it, and the server's tokenizer is checked against it"
+        )
     if config.min_label_confidence and not config.kd_top_k:
         raise ConfigError("--min-label-confidence needs --kd-top-k (the confidence comes from the log-probabilities)")
     if config.teacher == "openai" and not config.base_url:

@@ -19,6 +19,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from data_gen.cache import ResponseCache
+from data_gen.chat import Completion, Usage, request_key
 from data_gen.teachers.local import Scored
 
 
@@ -99,3 +101,29 @@ def dumps(scored: Scored) -> str:
 
 def loads(text: str) -> Scored:
     return Scored(**json.loads(text))
+
+
+class CachedScorer:
+    """Puts the response cache in front of a scorer: rows already computed (a served teacher's GPU time) are not
+    asked for again after a crash or in a re-run. The key names the scorer, its tokenizer, K and the messages."""
+
+    def __init__(self, scorer: Any, cache: ResponseCache) -> None:
+        self.scorer = scorer
+        self.cache = cache
+        self.hits = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.scorer, name)
+
+    async def score(self, messages: list[dict[str, str]], top_k: int) -> Scored:
+        body = {"model": self.scorer.model, "tokenizer": self.scorer.tokenizer_id, "kd_top_k": top_k,
+                "messages": messages}  # fmt: skip
+        key = request_key(self.scorer.endpoint, body)
+        stored = self.cache.get(key)
+        if stored is not None:
+            self.hits += 1
+            return loads(stored.text)
+        scored = await self.scorer.score(messages, top_k)
+        usage = Usage(prompt_tokens=len(scored.input_ids), completion_tokens=1)
+        self.cache.put(key, self.scorer.endpoint, body, Completion(dumps(scored), finish_reason="stop", usage=usage))
+        return scored

@@ -12,6 +12,7 @@ up before the manifest is written.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -24,8 +25,9 @@ from data_gen import kd
 from data_gen.batch import BatchingTeacher, BatchWriter, ingest
 from data_gen.budget import Budget
 from data_gen.cache import CachedTeacher, ResponseCache
-from data_gen.chat import Usage
-from data_gen.config import ConfigError, DistillConfig
+from data_gen.chat import Usage, normalize_endpoint
+from data_gen.client import describe_error, is_fatal, is_request_error
+from data_gen.config import ConfigError, DistillConfig, kd_server
 from data_gen.dedup import Deduplicator
 from data_gen.distiller import Distiller, Outcome, run_bounded
 from data_gen.limits import AdaptiveConcurrency, Governor
@@ -222,44 +224,75 @@ async def ask_all(
 
 
 # ---------------------------------------------------------------- pass 3 (--kd-top-k): score
-async def kd_scorer(config: DistillConfig, teacher: Any) -> Any:
-    """The model that scores replies for logit distillation, loaded and checked against the student's tokenizer
-    before anything is asked: logit distillation compares distributions token by token."""
+async def kd_scorer(config: DistillConfig, teacher: Any, cache: ResponseCache | None) -> Any:
+    """The model that scores replies for logit distillation, loaded or reached and checked against the student's
+    tokenizer before anything is asked: logit distillation compares distributions token by token."""
     from data_gen.teachers.local import LocalTeacher, load_tokenizer, tokenizer_fingerprint
 
-    scorer = LocalTeacher(config.kd_teacher) if config.kd_teacher else teacher
-    await scorer.check()
-    if config.student_tokenizer is None:
-        return scorer
-    student = load_tokenizer(config.student_tokenizer)
-    if tokenizer_fingerprint(student) != tokenizer_fingerprint(scorer.tokenizer):
-        raise ConfigError(
-            f"--student-tokenizer {config.student_tokenizer} does not tokenize like the KD teacher {scorer.path} "
-            f"(vocabularies of {len(student)} and {len(scorer.tokenizer)} tokens, or another chat template): logit "
-            "distillation needs a teacher of the student's family; use hard-label distillation (no --kd-top-k)"
-        )
-    return scorer
+    server = kd_server(config)
+    if server is not None:
+        from data_gen.teachers.served import ServedScorer
+
+        own = config.teacher == "openai" and normalize_endpoint(server) == normalize_endpoint(config.base_url or "")
+        key = os.environ.get(config.api_key_env) if (own and config.api_key_env) else None  # never sent elsewhere
+        model = config.kd_model or (config.model if own else None)
+        limits = {"concurrency": config.concurrency, "timeout": config.timeout, "max_retries": config.max_retries}
+        scorer = ServedScorer(server, config.student_tokenizer or "", config.kd_top_k, model, key, **limits)
+        try:
+            await scorer.check()
+        except BaseException:
+            await scorer.close()
+            raise
+    else:
+        scorer = LocalTeacher(config.kd_teacher) if config.kd_teacher else teacher
+        await scorer.check()
+        if config.student_tokenizer is not None:
+            student = load_tokenizer(config.student_tokenizer)
+            if tokenizer_fingerprint(student) != tokenizer_fingerprint(scorer.tokenizer):
+                raise ConfigError(
+                    f"--student-tokenizer {config.student_tokenizer} does not tokenize like the KD teacher "
+                    f"{scorer.path} (vocabularies of {len(student)} and {len(scorer.tokenizer)} tokens, or another "
+                    "chat template): logit distillation needs a teacher of the student's family; use hard-label "
+                    "distillation (no --kd-top-k)"
+                )
+    return kd.CachedScorer(scorer, cache) if cache is not None else scorer
 
 
-async def score_all(config: DistillConfig, task: Task, teacher: Any, work: Workspace) -> dict[str, Any]:
-    """The teacher scores every accepted reply (top-k rows for Axolotl's KD trainer, the label belief); examples
-    whose rows are unusable or whose label the teacher doubts (--min-label-confidence) are rejected."""
+async def score_all(config: DistillConfig, task: Task, scorer: Any, work: Workspace) -> dict[str, Any]:
+    """The teacher scores every accepted reply (top-k rows for Axolotl's KD trainer, the label belief), several at a
+    time; examples whose rows cannot be had or used, or whose label the teacher doubts (--min-label-confidence),
+    are rejected with the reason."""
     from tqdm import tqdm
 
-    items = list(work.examples())
+    from data_gen.teachers.served import ScoringError
+
     outcomes: Counter = Counter()
     confidences: list[float] = []
-    for row, rid, _split, user, assistant, meta in tqdm(
-        items, unit="row", desc="score (kd)", disable=not config.progress, dynamic_ncols=True, file=sys.stderr
-    ):
-        messages = Example(rid, "", task.system_prompt, user, assistant).messages()
-        scored = await teacher.score(messages, config.kd_top_k)
-        problem = kd.check_rows(scored, config.kd_top_k)
+
+    async def score(item: tuple) -> tuple[tuple, Any, tuple[str, str] | None]:
+        _row, rid, _split, user, assistant, _meta = item
+        try:
+            scored = await scorer.score(
+                Example(rid, "", task.system_prompt, user, assistant).messages(), config.kd_top_k
+            )
+        except ScoringError as exc:
+            return item, None, ("kd_rows_invalid", str(exc))
+        except Exception as exc:
+            if is_fatal(exc) or not is_request_error(exc):
+                raise
+            return item, None, ("kd_score_failed", describe_error(exc))
+        return item, scored, None
+
+    def record(result: tuple[tuple, Any, tuple[str, str] | None]) -> None:
+        (row, rid, _split, _user, assistant, meta), scored, failure = result
+        bar.update()
+        if failure is None and (invalid := kd.check_rows(scored, config.kd_top_k)):
+            failure = ("kd_rows_invalid", invalid)
         belief = None
-        if task.label_field and not problem:
-            belief = kd.label_belief(teacher.tokenizer, scored, assistant, task.label_field, task.labels)
-        if problem is not None:
-            reason, detail = "kd_rows_invalid", problem
+        if task.label_field and failure is None:
+            belief = kd.label_belief(scorer.tokenizer, scored, assistant, task.label_field, task.labels)
+        if failure is not None:
+            reason, detail = failure
         elif config.min_label_confidence and (belief is None or belief.confidence < config.min_label_confidence):
             shown = f"{belief.confidence:.3f}" if belief else "unreadable"
             reason = "low_confidence"
@@ -271,15 +304,24 @@ async def score_all(config: DistillConfig, task: Task, teacher: Any, work: Works
                 confidences.append(belief.confidence)
             work.add_kd(row, kd.dumps(scored))
             outcomes["scored"] += 1
-            continue
+            return
         work.drop_example(row)
         work.reject(row, rid, reason, f"row {row}: {detail}")
         outcomes[reason] += 1
+
+    items = list(work.examples())
+    bar = tqdm(total=len(items), unit="row", desc="score (kd)", disable=not config.progress, dynamic_ncols=True,
+               file=sys.stderr)  # fmt: skip
+    try:
+        await run_bounded(items, score, max(1, config.concurrency), record)
+    finally:
+        bar.close()
     return {
         "top_k": config.kd_top_k,
-        "teacher": {"model": teacher.model, "path": teacher.path},
+        "teacher": {"model": scorer.model, "path": scorer.path},
         "student_tokenizer": config.student_tokenizer,
         "scored": outcomes.pop("scored", 0),
+        "from_cache": getattr(scorer, "hits", 0),
         "rejected_by_reason": dict(outcomes),
         "min_label_confidence": config.min_label_confidence,
         "label_belief": {
@@ -335,7 +377,9 @@ async def distill(config: DistillConfig, argv: list[str] | None = None) -> dict[
         if config.max_cost is not None:
             raise ConfigError(f"--max-cost needs a price for model {probe.model!r}: add it to {config.prices}")
     out = Path(config.out) if config.out else None
-    cache_path = out / "cache.sqlite" if (out and config.cache and probe.cacheable) else None
+    # paid work is kept: the teacher's replies (unless it is the free rules teacher) and the KD teacher's rows
+    keep = probe.cacheable or config.kd_top_k > 0
+    cache_path = out / "cache.sqlite" if (out and config.cache and keep) else None
     if config.dry_run and cache_path is not None and not cache_path.exists():
         cache_path = None  # a dry run creates nothing
     cache = ResponseCache(cache_path) if cache_path is not None else None
@@ -395,22 +439,27 @@ async def _run(run: RunContext, prepared: Prepared, mark: tuple[float, float]) -
         asker = BatchingTeacher(teacher, cache, batch_writer)
     else:
         await teacher.check()  # imports the SDK, opens the connection pool, GET /models: a one-time cost
-        scorer = await kd_scorer(config, teacher) if config.kd_top_k else None  # checked before anything is asked
+        if config.kd_top_k:
+            scorer = await kd_scorer(config, teacher, cache)  # checked before anything is asked
         mark = run.timed("connect", mark)
-        if cache is not None:
+        if cache is not None and teacher.cacheable:
             asker = CachedTeacher(teacher, cache)
     try:
-        stats, distiller = await ask_all(config, task, asker, run.work, prepared.to_ask, run.price)
-    finally:
+        try:
+            stats, distiller = await ask_all(config, task, asker, run.work, prepared.to_ask, run.price)
+        finally:
+            if batch_writer is not None:
+                batch_writer.close()
+        mark = run.timed("ask", mark)
         if batch_writer is not None:
-            batch_writer.close()
-    mark = run.timed("ask", mark)
-    if batch_writer is not None:
-        return _batch_summary(stats, batch_writer, out)
-    if scorer is not None:
-        run.kd = await score_all(config, task, scorer, run.work)
-        log.info("kd: %s", run.kd)
-        mark = run.timed("score", mark)
+            return _batch_summary(stats, batch_writer, out)
+        if scorer is not None:
+            run.kd = await score_all(config, task, scorer, run.work)
+            log.info("kd: %s", run.kd)
+            mark = run.timed("score", mark)
+    finally:
+        if scorer is not None:
+            await scorer.close()
     written = write_outputs(config, task, run.work, out)
     run.timed("write", mark)
     manifest = build_manifest(run, prepared, stats, written, distiller.stop_reason)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from data_gen.chat import Usage, request_key
+from data_gen.config import kd_server
 from data_gen.metrics import report_from_pairs
 from data_gen.pricing import Price
 from data_gen.writers import atomic_write_json, atomic_write_text
@@ -124,6 +125,11 @@ def format_estimate(est: dict[str, Any], config: DistillConfig, teacher: Any) ->
         return "unknown (no price for this model in --prices)" if value is None else f"${value:,.4f}"
 
     reasons = ", ".join(f"{k} {v}" for k, v in est["rejected_by_reason"].items())
+    scoring = []
+    if config.kd_top_k:
+        scorer = kd_server(config) or config.kd_teacher or config.model
+        scoring = [f"  kd scoring               one request per accepted reply to {scorer} (top {config.kd_top_k}; "
+                   "its tokenizer and log-probabilities are checked when the run starts)"]  # fmt: skip
     return "\n".join(
         [
             f"dry run: task {config.task}, teacher {teacher.kind} {teacher.model} @ {teacher.endpoint}",
@@ -138,6 +144,7 @@ def format_estimate(est: dict[str, Any], config: DistillConfig, teacher: Any) ->
             f"at most {money(est['cost_online_max_usd'])}",
             f"  cost as batch files      {money(est['cost_batch_expected_usd'])} expected, "
             f"at most {money(est['cost_batch_max_usd'])} (--batch-write)",
+            *scoring,
             "nothing was sent.",
         ]
     )
@@ -358,6 +365,15 @@ def summary_lines(manifest: dict[str, Any], out: str) -> list[str]:
         lines.append(
             f"agreement with gold labels: accuracy {gold['accuracy']:.3f}, macro-F1 {gold['macro_f1']:.3f} "
             f"on {gold['n']:,} rows"
+        )
+    kd = manifest.get("kd")
+    if kd:
+        rejected = sum(kd["rejected_by_reason"].values())
+        confidence = kd["label_belief"]["mean_confidence"]
+        lines.append(
+            f"kd: {kd['scored']:,} replies scored by {kd['teacher']['model']} ({kd['teacher']['path']}), top "
+            f"{kd['top_k']} log-probabilities, {kd['from_cache']:,} from cache, {rejected:,} rejected"
+            + (f"; mean label confidence {confidence:.3f}" if confidence is not None else "")
         )
     lines.append(
         f"wrote {out}/: {len(manifest['files'])} training files, dataset_info.json (LLaMA-Factory), "

@@ -57,6 +57,13 @@ def test_the_config_hash_ignores_cosmetic_settings() -> None:
         ("input: a.csv\nout: o\nteacher: openai\nbase_url: http://x\n", [], "needs --model"),
         ("input: a.csv\nout: o\nsplits: {train: 0.5, test: 0.6}\n", [], "sum to 1"),
         ("input: a.csv\nout: o\n", ["--concurrency", "0"], "at least 1"),
+        ("input: a.csv\nout: o\n", ["--kd-top-k", "8", "--kd-teacher", "nowhere"], "neither a model folder"),
+        ("input: a.csv\nout: o\n", ["--kd-top-k", "8", "--kd-teacher", "http://h:8000/v1"], "--student-tokenizer"),
+        (
+            "input: a.csv\nout: o\nteacher: openai\nbase_url: http://h/v1\nmodel: m\n",
+            ["--kd-top-k", "8"],
+            "served teacher http://h/v1 needs --student-tokenizer",
+        ),
     ],
 )
 def test_bad_configuration_is_one_clear_line(tmp_path: Path, yaml_text: str, argv: list[str], message: str) -> None:

@@ -36,6 +36,21 @@ class Scored:
     token_ids: list[list[int]]
 
 
+def clamp(logprob: float) -> float:
+    """A log-probability as stored in KD rows: at least MIN_LOGPROB, 5 decimals."""
+    return round(max(logprob, MIN_LOGPROB), 5)
+
+
+def conversation_ids(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[list[int], int]:
+    """The token ids of a whole conversation as the student trains on it (its chat template), and how many of
+    them come before the last turn's first token."""
+    full = tokenizer.apply_chat_template(messages, return_dict=True)["input_ids"]
+    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, return_dict=True)["input_ids"]
+    if full[: len(prompt)] != prompt:
+        raise ValueError("the chat template renders the prompt differently with and without the reply")
+    return list(full), len(prompt)
+
+
 def load_tokenizer(path: str) -> Any:
     from transformers import AutoTokenizer
 
@@ -73,6 +88,7 @@ class LocalTeacher:
         self.device = device
         self.model = f"{folder.name}-{fingerprint(path)['sha256'][:12]}"  # its files, not its path, name it
         self.endpoint = f"local://{self.model}"
+        self.tokenizer_id = self.model  # its files name its tokenizer too
         self._loaded: tuple[Any, Any] | None = None
         self._lock = asyncio.Lock()
 
@@ -147,12 +163,8 @@ class LocalTeacher:
         import torch
 
         tokenizer, model = self._load()
-        full = tokenizer.apply_chat_template(messages, return_dict=True)["input_ids"]
-        prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, return_dict=True)["input_ids"]
-        if full[: len(prompt)] != prompt:
-            raise ValueError("the chat template renders the prompt differently with and without the reply")
+        full, prompt_tokens = conversation_ids(tokenizer, messages)
         with torch.no_grad():
-            logits = model(torch.tensor([full], device=model.device)).logits[0, len(prompt) :].float()
+            logits = model(torch.tensor([full], device=model.device)).logits[0, prompt_tokens:].float()
         values, ids = torch.log_softmax(logits, dim=-1).topk(top_k, dim=-1)  # row p: the token after position p
-        rows = [[round(max(v, MIN_LOGPROB), 5) for v in row] for row in values.tolist()]
-        return Scored(full, len(prompt), rows, ids.tolist())
+        return Scored(full, prompt_tokens, [[clamp(v) for v in row] for row in values.tolist()], ids.tolist())
