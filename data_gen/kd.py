@@ -92,11 +92,16 @@ def check_rows(scored: Scored, top_k: int) -> str | None:
             return f"row {i} has {len(values)} log-probabilities, not {top_k}"
         if any(not math.isfinite(v) or v > 1e-6 for v in values):
             return f"row {i} holds a log-probability that is not finite or above 0"
+        if any(type(t) is not int or t < 0 for t in ids):
+            return f"row {i} holds a token id that is not a non-negative integer"
     return None
 
 
 def dumps(scored: Scored) -> str:
-    return json.dumps(asdict(scored), separators=(",", ":"))
+    # not dataclasses.asdict, which deep-copies every row (ten times slower on thousands of rows)
+    fields = {"input_ids": scored.input_ids, "prompt_tokens": scored.prompt_tokens, "logprobs": scored.logprobs}
+    fields["token_ids"] = scored.token_ids
+    return json.dumps(fields, separators=(",", ":"))
 
 
 def loads(text: str) -> Scored:

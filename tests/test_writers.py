@@ -18,6 +18,7 @@ from data_gen.writers import (
     atomic_write_text,
     dataset_info_entry,
     jsonl_line,
+    kd_record,
     record_errors,
     sharegpt_record,
 )
@@ -55,6 +56,22 @@ def test_records_the_engines_would_skip_are_caught(fmt: str, mutate, where: str)
     record = sharegpt_record(EXAMPLE) if fmt == "sharegpt" else alpaca_record(EXAMPLE)
     mutate(record)
     assert where in (record_errors(fmt, record) or "")
+
+
+def test_kd_records_are_checked_on_their_structure_and_end_rows() -> None:
+    """The schema sees the first and last rows (every row's values are checked when scored: kd.check_rows)."""
+    rows = 5
+    example = Example(**{**EXAMPLE.__dict__, "kd": {"logprobs": [[-0.1, -2.0]] * rows,
+                                                    "target_token_ids": [[3, 7]] * rows}})  # fmt: skip
+    record = kd_record(example)
+    assert record_errors("kd", record) is None
+    for field, row, value, where in [("logprobs", 0, [0.5, -1.0], "logprobs"), ("target_token_ids", -1, [3, -1],
+                                     "target_token_ids"), ("logprobs", -1, [], "logprobs")]:  # fmt: skip
+        bad = json.loads(json.dumps(record))
+        bad[field][row] = value
+        assert where in (record_errors("kd", bad) or ""), (field, row, value)
+    assert "messages" in (record_errors("kd", {**record, "messages": record["messages"][:2]}) or "")
+    assert record_errors("kd", {k: v for k, v in record.items() if k != "logprobs"})  # a field missing
 
 
 def test_training_files_dataset_info_and_axolotl_snippets(tmp_path: Path) -> None:
