@@ -31,10 +31,10 @@ def test_row_p_is_entry_p_plus_one_and_the_last_row_is_the_generated_token() -> 
     assert check_rows(scored, 2) is None
 
 
-def test_values_below_the_floor_are_clamped_and_ties_ordered_by_id() -> None:
+def test_values_below_the_floor_are_clamped_and_ties_keep_the_servers_rank_order() -> None:
     ids = [1, 2]
-    scored = scored_from_echo(answer(ids, 3, [None, {2: -9999.0, 4: -9999.0}, {3: -0.5}]), ids, 0, 2)
-    assert scored.token_ids[0] == [2, 4] and scored.logprobs[0] == [-50.0, -50.0]
+    scored = scored_from_echo(answer(ids, 3, [None, {4: -9999.0, 2: -9999.0}, {3: -0.5}]), ids, 0, 2)
+    assert scored.token_ids[0] == [4, 2] and scored.logprobs[0] == [-50.0, -50.0]
     assert check_rows(scored, 2) == "row 1 has 1 log-probabilities, not 2"  # the server gave fewer than K
 
 

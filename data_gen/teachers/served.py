@@ -17,6 +17,7 @@ neither; ``vllm serve`` allows 20 log-probabilities unless started with ``--max-
 from __future__ import annotations
 
 import importlib.util
+from operator import itemgetter
 from typing import Any
 
 from data_gen.chat import normalize_endpoint
@@ -32,14 +33,17 @@ PROBE = [
 ]
 
 
+PREFIX = "token_id:"
+
+
 class ScoringError(ValueError):
     """The server's answer cannot be turned into KD rows (the example is rejected as kd_rows_invalid)."""
 
 
 def token_id(token: str) -> int:
     """``token_id:1234`` -> 1234, as vLLM names tokens with ``return_tokens_as_token_ids``."""
-    prefix, _, number = token.partition(":")
-    if prefix != "token_id" or not number.isdigit():
+    number = token[len(PREFIX) :]
+    if not token.startswith(PREFIX) or not number.isdigit():
         raise ScoringError(
             f"the server names tokens as text ({token[:20]!r}), not token_id:<n>: it ignores "
             "return_tokens_as_token_ids (start vllm serve with --return-tokens-as-token-ids)"
@@ -59,14 +63,16 @@ def scored_from_echo(response: dict[str, Any], input_ids: list[int], prompt_toke
             f"the server returned {len(top)} positions for {len(input_ids)} prompt tokens + 1 generated (it must "
             "score the prompt it was sent, unchanged)"
         )
-    if [token_id(t) for t in tokens[: len(input_ids)]] != input_ids:
+    if tokens[: len(input_ids)] != [f"{PREFIX}{t}" for t in input_ids]:
+        token_id(tokens[0])  # names that are text, not ids, say so
         raise ScoringError("the server scored other tokens than it was sent (did it add special tokens?)")
     rows: list[list[float]] = []
     ids: list[list[int]] = []
     for entry in top[prompt_tokens + 1 :]:  # entry p + 1 is the distribution after position p
-        ranked = sorted(((token_id(t), v) for t, v in (entry or {}).items()), key=lambda kv: (-kv[1], kv[0]))
-        ranked = ranked[:top_k]  # vLLM adds the prompt token itself when it is not among the top K
-        ids.append([t for t, _ in ranked])
+        # highest first, ties in the server's (rank) order; vLLM adds the prompt token itself when it is not
+        # among the top K, which drops out here
+        ranked = sorted((entry or {}).items(), key=itemgetter(1), reverse=True)[:top_k]
+        ids.append([token_id(t) for t, _ in ranked])
         rows.append([clamp(v) for _, v in ranked])
     return Scored(list(input_ids), prompt_tokens, rows, ids)
 
