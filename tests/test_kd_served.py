@@ -110,15 +110,19 @@ def test_a_served_teacher_gives_the_rows_the_local_teacher_gives(server: str, ti
         ({"names_as_text": True}, "not token_id:<n>: it ignores return_tokens_as_token_ids"),
         ({"max_logprobs": 5}, "greater than max allowed: 5 (vllm serve allows 20 unless started with --max-logprobs"),
         ({}, "tokenizes a probe conversation into"),  # with the llama twin's tokenizer as the student's
+        ({"url": ""}, "lists no models (HTTP 404"),  # the server's root, not its /v1 base URL
+        ({"model": "nosuch"}, "serves ['teacher'], not 'nosuch': pass --kd-model NAME"),
     ],
-    ids=["token-names-as-text", "max-logprobs", "other-tokenizer"],
+    ids=["token-names-as-text", "max-logprobs", "other-tokenizer", "no-v1", "unknown-model"],
 )
 def test_servers_that_cannot_give_rows_are_refused_before_anything_is_asked(
     server: str, tiny_model: Path, tmp_path: Path, capsys, fault: dict[str, Any], message: str
 ) -> None:
+    fault = dict(fault)
+    url, model = server + fault.pop("url", "/v1"), fault.pop("model", None)
     call(server + "/configure", fault)
-    args = argv(tiny_model, server + "/v1", tmp_path / "out")
-    if not fault:
+    args = argv(tiny_model, url, tmp_path / "out", *(["--kd-model", model] if model else []))
+    if not fault and url.endswith("/v1") and not model:
         llama = recipe_module().tiny_twin("llama", str(LF_PYTHON))
         args[args.index("--student-tokenizer") + 1] = llama
     before = asked(server)

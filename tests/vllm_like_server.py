@@ -117,7 +117,9 @@ def serve(state: State, port: int) -> None:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-            if self.path == "/tokenize":
+            if body.get("model") not in (None, state.name) and self.path != "/configure":
+                self.send(404, error(f"The model `{body['model']}` does not exist."))  # as vLLM answers
+            elif self.path == "/tokenize":
                 self.send(200, state.tokenize(body))
             elif self.path == "/v1/completions":
                 self.send(*state.complete(body))

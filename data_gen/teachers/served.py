@@ -114,13 +114,16 @@ class ServedScorer:
         import openai
 
         await self.client.check()
-        if not self.model:
-            listed = await self.client.client.models.list()
-            if not listed.data:
-                raise ConfigError(f"--kd-teacher {self.path} serves no model")
-            self.client.model = listed.data[0].id
+        try:
+            served_models = [m.id for m in (await self.client.client.models.list()).data]
+        except openai.APIStatusError as exc:
+            raise ConfigError(
+                f"--kd-teacher {self.path} lists no models ({describe_error(exc)}): give the server's OpenAI base "
+                "URL, e.g. http://HOST:8000/v1"
+            ) from None
         expected, _ = conversation_ids(self.tokenizer, PROBE)
-        body = {"model": self.model, "messages": PROBE, "add_generation_prompt": False}
+        listed = self.model if self.model in served_models else (served_models or [None])[0]
+        body = {"model": listed, "messages": PROBE, "add_generation_prompt": False}  # old vLLMs require a model
         try:
             answer, _ = await self.client.post(self.root + "/tokenize", body, 0, 0)
         except openai.APIStatusError as exc:
@@ -129,6 +132,10 @@ class ServedScorer:
                 "log-probabilities can be checked: logit distillation needs a `vllm serve` of the student's family "
                 "(OpenAI's and DeepSeek's APIs return no log-probabilities over a given text)"
             ) from None
+        if not served_models or (self.model and self.model not in served_models):
+            raise ConfigError(f"--kd-teacher {self.path} serves {served_models or 'no model'}, not {self.model!r}: "
+                              "pass --kd-model NAME")  # fmt: skip
+        self.client.model = self.model or served_models[0]
         served = answer.get("tokens") or []
         if served != expected:
             first = next((i for i, (a, b) in enumerate(zip(served, expected, strict=False)) if a != b),
