@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from data_gen.budget import RESERVED, Spent
 from data_gen.chat import ChatRequest, Completion, Usage, request_key
 
 SCHEMA = """
@@ -42,7 +44,13 @@ CREATE TABLE IF NOT EXISTS calls (
     completion_tokens INTEGER NOT NULL,
     cached_tokens     INTEGER NOT NULL,
     cost              REAL NOT NULL,
-    at                REAL NOT NULL
+    at                REAL NOT NULL,
+    state             TEXT NOT NULL DEFAULT 'answered',
+    estimated         INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS batch_requests (
     key        TEXT PRIMARY KEY,
@@ -54,19 +62,39 @@ CREATE TABLE IF NOT EXISTS batch_requests (
 """
 
 
+def storable_json(value: Any) -> str:
+    """JSON text that SQLite (UTF-8) can store whatever the strings hold: a lone surrogate in a reply that was paid
+    for (a broken server, or JSON with an escaped half of a pair) is kept escaped instead of failing the write."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)  # \uXXXX escapes: ASCII, and json.loads gives the same strings back
+    return text
+
+
 class ResponseCache:
     """Request key -> Completion, plus the call ledger. Safe to share between coroutines of one process."""
 
     def __init__(self, path: str | Path, run: str = "") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.run = run or time.strftime("%Y%m%dT%H%M%S")
+        self.run = run or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(3).hex()}"  # two runs in one second differ
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a killed process
         self._db.executescript(SCHEMA)
+        self._migrate()
         self.hits = 0
         self.misses = 0
+
+    def _migrate(self) -> None:
+        """Stores written before the ledger knew states: add the columns (earlier failed calls had ok = 0)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+        if "state" not in columns:
+            self._db.execute("ALTER TABLE calls ADD COLUMN state TEXT NOT NULL DEFAULT 'answered'")
+            self._db.execute("ALTER TABLE calls ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0")
+            self._db.execute("UPDATE calls SET state = 'failed' WHERE ok = 0")
 
     # ---------------- responses ----------------
     def lookup(self, key: str, max_tokens: int) -> Completion | None:
@@ -106,8 +134,8 @@ class ResponseCache:
                 key,
                 endpoint,
                 body.get("model", ""),
-                json.dumps(body, ensure_ascii=False),
-                json.dumps(completion.to_dict(), ensure_ascii=False),
+                storable_json(body),
+                storable_json(completion.to_dict()),
                 body.get("max_tokens"),
                 completion.finish_reason,
                 completion.usage.completion_tokens,
@@ -119,39 +147,62 @@ class ResponseCache:
         return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     # ---------------- the ledger of calls ----------------
-    def record_call(self, key: str, usage: Usage | None, cost: float) -> None:
-        """One HTTP attempt, paid or not (a failed attempt has no usage)."""
-        u = usage or Usage()
+    def reserve_call(self, key: str, usage: Usage, cost: float) -> int:
+        """An attempt about to be sent, at its worst case; committed before it is sent, so that a run killed
+        while it is in flight still counts it. Returns the row to settle."""
+        cursor = self._db.execute(
+            "INSERT INTO calls (run, key, ok, prompt_tokens, completion_tokens, cached_tokens, cost, at, state, "
+            "estimated) VALUES (?, ?, 0, ?, ?, 0, ?, ?, ?, 1)",
+            (self.run, key, usage.prompt_tokens, usage.completion_tokens, cost, time.time(), RESERVED),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def settle_call(self, call: int, state: str, usage: Usage, cost: float, estimated: bool) -> None:
+        """What the attempt really cost (see budget.py for what each state counts)."""
         self._db.execute(
-            "INSERT INTO calls (run, key, ok, prompt_tokens, completion_tokens, cached_tokens, cost, at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "UPDATE calls SET ok = ?, state = ?, prompt_tokens = ?, completion_tokens = ?, cached_tokens = ?, "
+            "cost = ?, estimated = ?, at = ? WHERE id = ?",
             (
-                self.run,
-                key,
-                usage is not None,
-                u.prompt_tokens,
-                u.completion_tokens,
-                u.cached_prompt_tokens,
+                state == "answered",
+                state,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_prompt_tokens,
                 cost,
+                estimated,
                 time.time(),
+                call,
             ),
         )
 
-    def spent(self, run: str | None = None) -> dict[str, float]:
-        """Calls, tokens and dollars recorded, in all runs (the budget's starting point) or in one run."""
+    def spent(self, run: str | None = None) -> Spent:
+        """Calls, tokens and dollars in the ledger, in all runs (the budget's starting point) or in one run.
+        Reservations never settled (the run was killed while they were in flight) count at their worst case."""
         where, args = ("WHERE run = ?", (run,)) if run else ("", ())
-        calls, tokens, cost = self._db.execute(
-            f"SELECT COUNT(*), COALESCE(SUM(prompt_tokens + completion_tokens), 0), COALESCE(SUM(cost), 0) "
-            f"FROM calls {where}",
+        calls, tokens, cost, estimated, lost = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(prompt_tokens + completion_tokens), 0), COALESCE(SUM(cost), 0), "
+            f"COALESCE(SUM(estimated), 0), COALESCE(SUM(state = '{RESERVED}'), 0) FROM calls {where}",
             args,
         ).fetchone()
-        return {"calls": calls, "tokens": tokens, "cost": cost}
+        return Spent(float(cost), int(tokens), int(calls), int(estimated), int(lost))
+
+    def calls_by_state(self, run: str) -> dict[str, int]:
+        rows = self._db.execute("SELECT state, COUNT(*) FROM calls WHERE run = ? GROUP BY state", (run,))
+        return dict(rows.fetchall())
+
+    # ---------------- what the store belongs to ----------------
+    def get_meta(self, name: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, name: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
 
     # ---------------- batch files ----------------
     def add_batch_request(self, key: str, endpoint: str, body: dict[str, Any], file: str) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO batch_requests VALUES (?, ?, ?, ?, ?)",
-            (key, endpoint, json.dumps(body, ensure_ascii=False), file, time.time()),
+            (key, endpoint, storable_json(body), file, time.time()),
         )
 
     def batch_request(self, key: str) -> tuple[str, dict[str, Any]] | None:
@@ -172,11 +223,13 @@ class ResponseCache:
 
 class CachedTeacher:
     """Puts a ResponseCache in front of any teacher: a stored response is returned without a call, a new one is
-    stored before it is returned. ``refresh=True`` asks again and replaces what was stored."""
+    stored before it is returned. ``refresh=True`` (or ``reuse=False``, i.e. ``--no-cache``) asks again and
+    replaces what was stored."""
 
-    def __init__(self, teacher: Any, cache: ResponseCache) -> None:
+    def __init__(self, teacher: Any, cache: ResponseCache, reuse: bool = True) -> None:
         self.teacher = teacher
         self.cache = cache
+        self.reuse = reuse
         self.calls = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -184,7 +237,7 @@ class CachedTeacher:
 
     async def complete(self, request: ChatRequest, refresh: bool = False) -> Completion:
         key = request.key or request_key(self.teacher.endpoint, request.body())
-        if not refresh:
+        if self.reuse and not refresh:
             stored = self.cache.lookup(key, request.max_tokens)
             if stored is not None:
                 return stored

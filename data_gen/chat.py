@@ -87,6 +87,7 @@ class Completion:
     latency_s: float = 0.0
     created_at: float = field(default_factory=time.time)
     from_cache: bool = False
+    usage_estimated: bool = False  # the server reported no usage: the client counted the tokens
     # per completion token, when the request asked for logprobs: {"token", "logprob", "top": [[token, logprob], ...]}
     logprobs: list[dict[str, Any]] | None = None
 
@@ -126,12 +127,22 @@ def completion_from_response(response: Any, attempts: int = 1, latency: float = 
 
 def usage_from_response(data: dict[str, Any]) -> Usage:
     """Token usage of an OpenAI-style response (cached prompt tokens from ``prompt_tokens_details`` or DeepSeek's
-    ``prompt_cache_hit_tokens``); zeros when it reports none."""
-    u = data.get("usage") or {}
+    ``prompt_cache_hit_tokens``); zeros when it reports none (``reported_usage`` tells)."""
+    return reported_usage(data) or Usage()
+
+
+def reported_usage(data: dict[str, Any]) -> Usage | None:
+    """The usage a response reports, or None when it has none (several servers omit it)."""
+    u = data.get("usage")
+    if not isinstance(u, dict) or (u.get("prompt_tokens") is None and u.get("completion_tokens") is None):
+        return None
     cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens")
     if cached is None:
         cached = u.get("prompt_cache_hit_tokens")
-    return Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0), int(cached or 0))
+    try:
+        return Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0), int(cached or 0))
+    except (TypeError, ValueError):
+        return None
 
 
 def _token_logprobs(logprobs: dict[str, Any] | None) -> list[dict[str, Any]] | None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import math
+import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -20,30 +21,28 @@ from tenacity.wait import wait_base
 from data_gen.chat import (
     ChatRequest,
     Completion,
+    Usage,
     completion_from_response,
     normalize_endpoint,
+    reported_usage,
     request_key,
-    usage_from_response,
 )
 from data_gen.limits import AdaptiveConcurrency, Governor
+from data_gen.redact import redact
+from data_gen.tokens import TokenCounter
 
 RETRY_STATUS = frozenset({408, 409, 429})
 FATAL_STATUS = frozenset({401, 403, 404})  # wrong key, no access, unknown model: every row would fail the same way
 MAX_RETRY_AFTER_S = 300.0
-RESERVE_CHARS_PER_TOKEN = 3.0  # prompt-token estimate for reservations: on the safe side of ~4 chars/token
 
 
 class TeacherSetupError(RuntimeError):
     """The endpoint cannot serve this run at all (unreachable, key rejected, model unknown). Stops the run."""
 
 
-class EmptyChoicesError(RuntimeError):
-    """A 200 response without any choice: a server fault, retried like a 5xx."""
-
-
-def prompt_estimate(request: ChatRequest) -> int:
-    """An upper-side estimate of a request's prompt tokens, without a tokenizer (reservations, rate windows)."""
-    return math.ceil(request.prompt_chars() / RESERVE_CHARS_PER_TOKEN) + 8 * len(request.messages)
+class BadResponseError(RuntimeError):
+    """A 200 response that is not a usable answer (no JSON object, an HTML page, no choices): a server fault,
+    retried like a 5xx."""
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:
@@ -85,14 +84,31 @@ def is_retryable(exc: BaseException) -> bool:
 
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in RETRY_STATUS or exc.status_code >= 500
-    return isinstance(exc, (openai.APIConnectionError, EmptyChoicesError, asyncio.TimeoutError))
+    return isinstance(exc, (openai.APIConnectionError, BadResponseError, asyncio.TimeoutError))
 
 
 def is_request_error(exc: BaseException) -> bool:
     """A request that failed at the server or on the way (after its retries), as opposed to a fault in our code."""
     import openai
 
-    return isinstance(exc, (openai.APIError, EmptyChoicesError, asyncio.TimeoutError))
+    return isinstance(exc, (openai.APIError, BadResponseError, asyncio.TimeoutError))
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in found and len(found) < 10:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def never_connected(exc: BaseException) -> bool:
+    """The connection was never made (refused, unknown host, TLS failure): the request did not leave this machine,
+    so it cannot have been billed. (The SDK's aiohttp transport reports these as a connect *timeout*.)"""
+    from aiohttp import ClientConnectorError
+
+    return any(isinstance(e, (ConnectionRefusedError, socket.gaierror, ClientConnectorError)) for e in _chain(exc))
 
 
 def is_fatal(exc: BaseException) -> bool:
@@ -105,18 +121,30 @@ def is_fatal(exc: BaseException) -> bool:
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line about a failed request, with no headers and no key in it."""
+    """One line about a failed request, with no headers and no key in it (``redact``)."""
+    return redact(_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
     import openai
 
+    def flat(value: object) -> str:
+        return " ".join(str(value).split())[:200]
+
     if isinstance(exc, openai.APIStatusError):
-        message = getattr(exc, "message", "") or ""
-        return f"HTTP {exc.status_code}: {' '.join(message.split())[:200]}"
-    if isinstance(exc, openai.APITimeoutError):
-        return "request timed out"
+        return f"HTTP {exc.status_code}: {flat(getattr(exc, 'message', '') or '')}"
+    chain = _chain(exc)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "connection refused (is the server running, and is the port right?)"
+    if isinstance(exc, openai.APIConnectionError) and never_connected(exc):
+        return f"cannot connect: {flat(chain[-1])}"
+    if isinstance(exc, (openai.APITimeoutError, asyncio.TimeoutError)):
+        return "request timed out (no answer within --timeout)"
     if isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        return f"connection error: {' '.join(str(cause or exc).split())[:200]}"
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        return f"connection error: {flat(exc.__cause__ or exc.__context__ or exc)}"
+    if isinstance(exc, BadResponseError):
+        return f"bad response: {flat(exc)}"
+    return f"{type(exc).__name__}: {flat(exc)}"
 
 
 class ChatClient:
@@ -138,6 +166,7 @@ class ChatClient:
         backoff_max: float = 60.0,
         governor: Governor | None = None,
         endpoint_id: str | None = None,
+        counter: TokenCounter | None = None,
     ) -> None:
         self.base_url = base_url
         # the name of the endpoint in cache keys: the URL, or a stable id for a server started on a new port
@@ -148,6 +177,8 @@ class ChatClient:
         self.max_retries = max_retries
         self.backoff_max = backoff_max
         self.governor = governor or Governor(AdaptiveConcurrency(concurrency, adaptive=False))
+        self.counter = counter or TokenCounter()  # tokens of a prompt before it is sent, and of answers without usage
+        self.attempts = 0  # HTTP attempts made, failed ones included
         self._client: Any = None
 
     def __repr__(self) -> str:  # never show the key
@@ -191,19 +222,37 @@ class ChatClient:
         start = time.perf_counter()
         body = request.body()
         key = request.key or request_key(self.endpoint, body)
+        prompt = self.counter.messages(request.messages)
+
+        def count(response: dict[str, Any]) -> Usage:  # the server reported no usage
+            message = ((response.get("choices") or [{}])[0] or {}).get("message") or {}
+            reply = [message.get(k) for k in ("content", "reasoning", "reasoning_content")]
+            return Usage(prompt, sum(self.counter.count(part) for part in reply if isinstance(part, str)))
+
         # the SDK's documented raw route: the body is sent as built, the JSON comes back as a dict
         # (chat.completions.create re-validates every message and costs ~1 ms of CPU per request)
-        response, attempts = await self.post(
-            "/chat/completions", body, prompt_estimate(request), request.max_tokens, key
-        )
-        return completion_from_response(response, attempts, time.perf_counter() - start)
+        response, attempts, usage = await self.post("/chat/completions", body, prompt, request.max_tokens, key, count)
+        completion = completion_from_response(response, attempts, time.perf_counter() - start)
+        if usage is not None:
+            completion.usage, completion.usage_estimated = usage, True
+        return completion
 
     async def post(
-        self, path: str, body: dict[str, Any], estimate: int, max_tokens: int, key: str = ""
-    ) -> tuple[dict[str, Any], int]:
+        self,
+        path: str,
+        body: dict[str, Any],
+        estimate: int,
+        max_tokens: int,
+        key: str = "",
+        count: Callable[[dict[str, Any]], Usage] | None = None,
+    ) -> tuple[dict[str, Any], int, Usage | None]:
         """POST ``body`` to ``path`` (relative to the base URL, or a full URL) through the governor, retried on
-        transient faults: the JSON object that came back and the number of attempts it took. A completions
-        response without choices is a server fault (retried)."""
+        transient faults: the JSON object that came back, the number of attempts it took, and the client's own
+        count of its tokens (``count``) when the server reported no usage (else None; without ``count``, an answer
+        without usage costs nothing, as for ``/tokenize``). A 200 answer that is not a
+        JSON object, or a completions answer without choices, is a server fault (retried)."""
+        import openai
+
         attempts = 0
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_retryable),
@@ -211,18 +260,44 @@ class ChatClient:
             wait=wait_retry_after(wait_random_exponential(multiplier=0.5, max=self.backoff_max)),
             reraise=True,
         )
+        estimated: Usage | None = None
         async for attempt in retrying:
             with attempt:
                 async with self.governor.slot(estimate, max_tokens, key) as slot:
                     attempts += 1
+                    self.attempts += 1
                     sent = time.perf_counter()
-                    response = await self.client.post(path, body=body, cast_to=object)
+                    try:
+                        response = await self.client.post(path, body=body, cast_to=object)
+                    except ValueError:  # the SDK could not parse the body as JSON (an HTML page from a proxy, ...)
+                        slot.failed()
+                        raise BadResponseError("a 200 answer whose body is not JSON") from None
+                    except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                        if isinstance(exc, openai.APIStatusError) or never_connected(exc):
+                            slot.failed()  # an error answer, or a request that never left: nothing billed
+                        raise
                     if not isinstance(response, dict):
-                        raise ValueError(f"the response is not a JSON object: {str(response)[:100]!r}")
+                        slot.failed()
+                        raise BadResponseError(f"the answer is not a JSON object: {str(response)[:100]!r}")
                     if path.endswith("completions") and not response.get("choices"):
-                        raise EmptyChoicesError("the response has no choices")
-                    slot.done(usage_from_response(response), time.perf_counter() - sent)
-        return response, attempts
+                        slot.failed()
+                        raise BadResponseError("the answer has no choices")
+                    usage = reported_usage(response)
+                    estimated = None
+                    if usage is None and count is not None:  # several servers omit usage: count it, and say so
+                        usage = estimated = count(response)
+                    slot.done(usage or Usage(), time.perf_counter() - sent, estimated=estimated is not None)
+        return response, attempts, estimated
+
+    async def models(self) -> list[str] | None:
+        """The model names the server lists (GET /models), or None when it has no such list."""
+        import openai
+
+        try:
+            listed = await asyncio.wait_for(self.client.models.list(), timeout=min(self.timeout, 30))
+        except (openai.NotFoundError, openai.APIStatusError, openai.APIConnectionError, asyncio.TimeoutError):
+            return None
+        return [m.id for m in listed.data]
 
     async def close(self) -> None:
         if self._client is not None:

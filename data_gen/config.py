@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -48,8 +50,9 @@ class SourceOptions:
     max_chars: int = _opt(20_000, "texts longer than this are rejected as text_too_long")
     limit: int | None = _opt(None, "process only the first N input rows")
 
-    def source(self, path: str | Path, text_column: str) -> Any:
-        """The streamed reader of ``path`` with these options (``text_column`` when none is configured)."""
+    def source(self, path: str | Path, text_column: str, control_characters: str = "reject") -> Any:
+        """The streamed reader of ``path`` with these options (``text_column`` when none is configured; the task's
+        rule for control characters)."""
         from data_gen.sources import Source
 
         return Source(
@@ -62,6 +65,7 @@ class SourceOptions:
             self.hf_split,
             self.max_chars,
             self.limit,
+            control_characters=control_characters,
         )
 
 
@@ -113,6 +117,12 @@ class DistillConfig(SourceOptions):
         "stops before a request that could exceed it, and a later run with a higher cap resumes",
     )
     max_tokens: int | None = _opt(None, "budget in tokens (prompt + completion), counted like --max-cost")
+    tokenizer: str | None = _opt(
+        None,
+        "the teacher's tokenizer (a tokenizer.json file or a model folder): counts prompt tokens for reservations "
+        "and the tokens of answers whose server reports no usage exactly; default: a conservative estimate (a "
+        "token per 3 ASCII characters, one per other character)",
+    )
 
     # --- checks ---
     require_gold_agreement: bool = _opt(False, "keep only examples whose answer agrees with the gold label")
@@ -156,14 +166,26 @@ class DistillConfig(SourceOptions):
     )
 
     # --- outputs ---
-    out: str | None = _opt(None, "output directory")
+    out: str | None = _opt(
+        None,
+        "output directory: new, empty, or an earlier output of the same task and input (which the run resumes)",
+    )
+    overwrite: bool = _opt(
+        False,
+        "replace a data_gen output of another task or input in --out (its stored teacher answers are kept; files "
+        "data_gen did not write are never touched)",
+    )
     name: str | None = _opt(None, "dataset name used in dataset_info.json (default: the task name)")
     formats: list[str] = _opt(["sharegpt", "alpaca"], "training file formats to write", choices=["sharegpt", "alpaca"])
     splits: dict[str, float] = _opt(
         {"train": 0.8, "validation": 0.1, "test": 0.1}, "split fractions, assigned by a hash of the row id"
     )
     split_salt: str = _opt("fin-distill", "salt of the split hash; change it to draw different splits")
-    cache: bool = _opt(True, "reuse stored teacher responses (SQLite in the output directory)")
+    cache: bool = _opt(
+        True,
+        "reuse stored teacher responses (SQLite in the output directory); --no-cache asks everything again (new "
+        "answers are still stored, and every call is still in the ledger)",
+    )
     refresh_rejected: bool = _opt(
         False, "ask again, ignoring stored replies, for rows whose stored replies were rejected"
     )
@@ -178,7 +200,10 @@ class DistillConfig(SourceOptions):
 
     def hash(self) -> str:
         """A short hash of the settings that shape the data (not of cosmetic ones)."""
-        cosmetic = {"progress", "dry_run", "batch_write", "batch_ingest", "max_cost", "max_tokens", "refresh_rejected"}
+        cosmetic = {
+            "progress", "dry_run", "batch_write", "batch_ingest", "max_cost", "max_tokens", "refresh_rejected",
+            "overwrite", "tokenizer",
+        }  # fmt: skip
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in cosmetic}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -199,10 +224,19 @@ def _parse_pairs(text: str, value_type: type) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key.strip():
             raise argparse.ArgumentTypeError(f"expected key=value pairs separated by commas, got {item!r}")
-        out[key.strip()] = value_type(value.strip())
+        try:
+            out[key.strip()] = value_type(value.strip())
+        except ValueError:
+            kind = "a number" if value_type in (int, float) else value_type.__name__
+            raise argparse.ArgumentTypeError(f"{item!r}: {value.strip()!r} is not {kind}") from None
     return out
+
+
+def _parse_list(text: str) -> list[str]:
+    """``a, b,c`` -> ["a", "b", "c"]."""
+    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:
@@ -225,6 +259,13 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
             if not isinstance(value, bool):
                 raise TypeError("expected true or false")
             return value
+        if base is int:
+            if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip()
+                                                                          .lstrip("+-").isdigit())):  # fmt: skip
+                raise TypeError("expected a whole number")  # 4.7 must not quietly become 4
+            return int(value)
+        if base is float and isinstance(value, bool):
+            raise TypeError("expected a number")
         return base(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config key {name!r}: {exc} (got {value!r})") from None
@@ -249,12 +290,11 @@ def build_parser(
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif base is list:
-            parser.add_argument(
-                flag, type=lambda s: [v.strip() for v in s.split(",") if v.strip()], metavar="A,B", **kwargs
-            )
+            parser.add_argument(flag, type=_parse_list, metavar="A,B", **kwargs)
         elif base is dict:
-            value_type = args[1] if args else str
-            parser.add_argument(flag, type=lambda s, t=value_type: _parse_pairs(s, t), metavar="K=V,...", **kwargs)
+            pairs = functools.partial(_parse_pairs, value_type=args[1] if args else str)
+            pairs.__name__ = "key=value list"  # type: ignore[attr-defined]  # argparse names the type in errors
+            parser.add_argument(flag, type=pairs, metavar="K=V,...", **kwargs)
         else:
             parser.add_argument(flag, type=base, choices=f.metadata.get("choices"), **kwargs)
     return parser
@@ -300,8 +340,33 @@ def kd_server(config: DistillConfig) -> str | None:
     return config.base_url if config.kd_top_k and config.teacher == "openai" else None
 
 
+def check_finite(config: Any) -> None:
+    """Every number of a config is a real number: ``nan`` and ``inf`` are refused (``--max-cost nan`` would
+    disable the cap and write a bare NaN into manifest.json)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
+        if isinstance(value, dict) and any(isinstance(v, float) and not math.isfinite(v) for v in value.values()):
+            raise ConfigError(f"--{f.name.replace('_', '-')}: every value must be a finite number")
+
+
+def check_key_variable(flag: str, name: str | None) -> None:
+    """``--api-key-env`` takes a variable's NAME; a key given in its place is refused without repeating it."""
+    from data_gen.redact import looks_like_a_key
+
+    if name and looks_like_a_key(name):
+        raise ConfigError(
+            f"{flag} takes the NAME of an environment variable that holds the key (e.g. DEEPSEEK_API_KEY), and "
+            "the value given is not a variable name (it may be a key itself: keys never go on the command line "
+            f"or in a config file); export KEY_VARIABLE=... and pass {flag} KEY_VARIABLE"
+        )
+
+
 def validate(config: DistillConfig) -> None:
     """Cross-field checks that argparse cannot express."""
+    check_finite(config)
+    check_key_variable("--api-key-env", config.api_key_env)
     if not config.input and not config.batch_ingest:
         raise ConfigError("no input: pass --input FILE (or set `input:` in the --config file)")
     if not config.out and not config.dry_run:
@@ -334,10 +399,10 @@ def validate(config: DistillConfig) -> None:
         raise ConfigError(f"--formats: unknown format(s) {unknown}; choose from sharegpt, alpaca")
     if not config.splits or any(v < 0 for v in config.splits.values()) or abs(sum(config.splits.values()) - 1) > 1e-6:
         raise ConfigError(f"--splits must be non-negative fractions that sum to 1, got {_show(config.splits)}")
-    for name in ("rpm", "tpm", "max_cost", "max_tokens", "max_completion_tokens"):
+    for name in ("rpm", "tpm", "max_cost", "max_tokens", "max_completion_tokens", "timeout"):
         value = getattr(config, name)
         if value is not None and value <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if (config.batch_write or config.batch_ingest) and (config.teacher != "openai" or not config.cache):
         raise ConfigError("batch mode needs --teacher openai and the cache (it stores answers by request key)")
     for name in ("concurrency", "max_chars"):

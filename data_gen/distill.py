@@ -16,6 +16,7 @@ import sys
 from data_gen.client import TeacherSetupError
 from data_gen.config import ConfigError, build_parser, load_config
 from data_gen.pipeline import BudgetStop, distill
+from data_gen.redact import RedactingFilter, redact
 from data_gen.report import summary_lines
 
 EPILOG = """
@@ -28,9 +29,15 @@ The default teacher, `rules`, is an offline rule-based baseline (no key, no netw
 teacher with --teacher openai --base-url URL --model NAME --api-key-env VAR.
 
 Long runs: --rpm / --tpm cap the request and token rates (never exceeded in any rolling minute); adaptive
-concurrency backs off on 429 / 5xx / rising latency; --max-cost USD and --max-tokens N stop the run cleanly before a
-request that could exceed them (rerun with a higher cap to resume); --batch-write / --batch-ingest go through the
-OpenAI Batch API or `vllm run-batch` at batch prices. Each output directory also gets README.md, a dataset card.
+concurrency backs off on 429 / 5xx / rising latency; --max-cost USD and --max-tokens N cap everything this
+output directory has spent (every call is in its ledger, capped or not): near the cap fewer requests are in
+flight, and the run stops cleanly before a request that could exceed it (rerun with a higher cap to resume);
+--batch-write / --batch-ingest go through the OpenAI Batch API or `vllm run-batch` at batch prices. Each output
+directory also gets README.md, a dataset card.
+
+--out is a new or empty folder, or an earlier output of the same task and input, which the run resumes; any other
+folder is refused (--overwrite replaces a data_gen output of another job; files data_gen did not write are never
+touched). Keys are masked ([REDACTED]) in every error text, log line and file.
 
 exit status: 0 done, 2 bad input or configuration, 3 teacher unreachable or refusing, 4 stopped by the budget
 (outputs written, rerun with a higher cap to resume), 130 interrupted.
@@ -44,22 +51,26 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("openai").setLevel(logging.WARNING)
     logging.getLogger("data_gen").setLevel(logging.INFO)
-    logging.getLogger().handlers[0].setLevel(logging.WARNING)  # the console gets warnings; the log file all
+    console = logging.getLogger().handlers[0]
+    console.setLevel(logging.WARNING)  # the console gets warnings; the log file all
+    console.addFilter(RedactingFilter())
     try:
         config = load_config(args)
         manifest = asyncio.run(distill(config, argv=["python", "-m", "data_gen.distill", *(argv or sys.argv[1:])]))
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except TeacherSetupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 3
     except BudgetStop as stop:
         for line in summary_lines(stop.manifest, config.out or ""):
             print(line)
+        waiting = stop.manifest["counts"]["rejected_by_reason"].get("budget_exhausted", 0)
         print(
-            f"stopped by the budget: {stop}; rows not asked are rejected as budget_exhausted. "
-            "Rerun the same command with a higher cap to resume: nothing already paid for is asked again.",
+            f"stopped by the budget: {stop}. {waiting:,} rows not asked are rejected as budget_exhausted; to resume, "
+            "rerun the same command with a higher cap (--max-cost / --max-tokens): nothing already paid for is "
+            "asked again.",
             file=sys.stderr,
         )
         return 4

@@ -19,12 +19,13 @@ from data_gen.chat import ChatRequest, Completion, Usage, request_key
 from data_gen.client import TeacherSetupError, describe_error, is_fatal
 from data_gen.config import DistillConfig
 from data_gen.parsing import RowRejected
-from data_gen.sources import Record
+from data_gen.sources import Record, unencodable
 from data_gen.task import Parsed, Task
 
 NOT_REASKED = {"declined"}  # a refusal is an answer: asking again with "your refusal failed validation" is waste
 REPLY_REJECTIONS = {  # reasons that a stored reply can cause, which --refresh-rejected asks again for
     "empty_response",
+    "undecodable_reply",
     "no_thinking",
     "no_json",
     "invalid_json",
@@ -107,13 +108,18 @@ class Distiller:
             return fresh
         return outcome
 
+    def _key(self, messages: list[dict[str, str]], params: dict[str, Any]) -> str:
+        return request_key(self.teacher.endpoint, ChatRequest(self.teacher.model, messages, params).body())
+
     async def _ladder(self, record: Record, refresh: bool) -> Outcome:
         outcome = Outcome(record)
         base = self.task.messages(record.text)
         messages, limit, reasks = base, self.params["max_tokens"], 0
+        asked: set[str] = set()  # request keys of this row's ladder
         while True:
             params = {**self.params, "max_tokens": limit}
-            outcome.key = request_key(self.teacher.endpoint, ChatRequest(self.teacher.model, messages, params).body())
+            outcome.key = self._key(messages, params)
+            asked.add(outcome.key)
             request = ChatRequest(self.teacher.model, messages, params, text=record.text, key=outcome.key)
             try:
                 completion = await self.teacher.complete(request, refresh=refresh)
@@ -127,6 +133,9 @@ class Distiller:
                     raise TeacherSetupError(f"{self.teacher.endpoint}: {describe_error(exc)}") from None
                 return outcome.reject("teacher_error", describe_error(exc))
             outcome.count(completion)
+            if unencodable(completion.text) or unencodable(completion.reasoning or ""):
+                return outcome.reject("undecodable_reply", "the reply holds a lone surrogate (not valid Unicode "
+                                      "text); it is kept in cache.sqlite, escaped, and not asked again")  # fmt: skip
             if completion.finish_reason == "length":
                 if outcome.bumps == 0:  # once per row, with twice the room
                     outcome.bumps, limit = 1, limit * 2
@@ -135,11 +144,14 @@ class Distiller:
             try:
                 outcome.parsed = self.task.parse(completion.text, completion.reasoning)
             except RowRejected as rejection:
+                suffix = f" (after {reasks} re-ask{'s' * (reasks != 1)})" if reasks else ""
                 if reasks < self.max_reasks and rejection.reason not in NOT_REASKED:
-                    reasks += 1
-                    messages = self.task.reask_messages(base, completion.text, rejection.detail or rejection.reason)
-                    continue
-                suffix = f" (after {reasks} re-asks)" if reasks else ""
+                    reask = self.task.reask_messages(base, completion.text, rejection.detail or rejection.reason)
+                    if self._key(reask, {**self.params, "max_tokens": limit}) not in asked:
+                        reasks, messages = reasks + 1, reask
+                        continue
+                    # the teacher repeated its reply: this re-ask was sent already, and its answer is this one
+                    suffix = f" (after {reasks} re-ask{'s' * (reasks != 1)}; the teacher repeated its reply)"
                 return outcome.reject(rejection.reason, rejection.detail + suffix)
             if self.config.require_gold_agreement:  # never re-asked: the gold label must not leak into prompts
                 try:

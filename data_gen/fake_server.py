@@ -84,8 +84,10 @@ class FakeOpenAI:
         realistic_usage: bool = False,
         port: int = 0,
         fail_429: float = 0.0,
+        models: tuple[str, ...] | None = ("fake",),
     ) -> None:
         self.script = script
+        self.models = models  # what GET /models lists (None: the server has no such route); any name is answered
         self.api_key = api_key
         self.latency = latency
         self.rpm_limit = rpm_limit
@@ -138,10 +140,9 @@ class FakeOpenAI:
             def do_GET(self) -> None:
                 if not self._authorized():
                     return
-                if self.path.rstrip("/").endswith("/models"):
-                    self._send(
-                        200, json.dumps({"object": "list", "data": [{"id": "fake", "object": "model"}]}).encode()
-                    )
+                if self.path.rstrip("/").endswith("/models") and fake.models is not None:
+                    listed = [{"id": name, "object": "model"} for name in fake.models]
+                    self._send(200, json.dumps({"object": "list", "data": listed}).encode())
                 else:
                     self._send(404, b'{"error": {"message": "not found"}}')
 

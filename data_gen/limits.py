@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_gen.budget import Budget, Reservation
+from data_gen.budget import ANSWERED, FAILED, UNANSWERED, Budget, Reservation
 from data_gen.chat import Usage
 
 
@@ -187,24 +187,32 @@ class AdaptiveConcurrency:
 
 @dataclass
 class Slot:
-    """One HTTP attempt's permission; ``done`` records how it went."""
+    """One HTTP attempt's permission; ``done`` records how it went, ``failed`` an error answer or no connection."""
 
     prompt_estimate: int
     completion_limit: int
     usage: Usage | None = None
+    estimated: bool = False  # the usage is the client's count: the server reported none
+    state: str = UNANSWERED
+    sent: bool = False
     congested: bool = False
     latency: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def done(self, usage: Usage | None, latency: float) -> None:
-        self.usage = usage
-        work = (usage.completion_tokens if usage else 0) + 1
-        self.latency = latency / work if usage and usage.completion_tokens else latency
+    def done(self, usage: Usage, latency: float, estimated: bool = False) -> None:
+        self.usage, self.estimated, self.state = usage, estimated, ANSWERED
+        work = usage.completion_tokens + 1
+        self.latency = latency / work if usage.completion_tokens else latency
+
+    def failed(self) -> None:
+        """The server answered with an error, or the connection was never made: nothing to pay."""
+        self.state = FAILED
 
 
 class Governor:
-    """Every attempt passes here: budget reservation first (never wait for something we cannot afford), then a
-    concurrency slot, then the requests/minute and tokens/minute windows."""
+    """Every attempt passes here: the budget first (its worst case recorded in the ledger before it is sent; under
+    a cap it waits or stops rather than send what it cannot afford), then a concurrency slot, then the
+    requests/minute and tokens/minute windows."""
 
     def __init__(
         self,
@@ -222,7 +230,7 @@ class Governor:
     async def slot(self, prompt_estimate: int, completion_limit: int, key: str = "") -> AsyncIterator[Slot]:
         reservation: Reservation | None = None
         if self.budget is not None:
-            reservation = self.budget.reserve(prompt_estimate, completion_limit)  # raises BudgetExhausted
+            reservation = await self.budget.reserve(prompt_estimate, completion_limit, key)  # or BudgetExhausted
         slot = Slot(prompt_estimate, completion_limit)
         token_entry = None
         try:
@@ -232,6 +240,7 @@ class Governor:
                     await self.rpm.acquire(1)
                 if self.tpm is not None:
                     token_entry = await self.tpm.acquire(prompt_estimate + completion_limit)
+                slot.sent = True  # from here on the request may reach the server
                 yield slot
             except BaseException as exc:
                 slot.congested = _congested(exc)
@@ -242,7 +251,7 @@ class Governor:
             if token_entry is not None and self.tpm is not None:
                 self.tpm.adjust(token_entry, slot.usage.total_tokens if slot.usage else 0)
             if reservation is not None and self.budget is not None:
-                self.budget.settle(reservation, slot.usage, key)
+                self.budget.settle(reservation, slot.state if slot.sent else FAILED, slot.usage, slot.estimated)
 
 
 def _congested(exc: BaseException) -> bool:
@@ -251,4 +260,4 @@ def _congested(exc: BaseException) -> bool:
     if status is not None:
         return status == 429 or status >= 500
     name = type(exc).__name__
-    return name in ("APITimeoutError", "APIConnectionError", "TimeoutError", "EmptyChoicesError")
+    return name in ("APITimeoutError", "APIConnectionError", "TimeoutError", "BadResponseError")

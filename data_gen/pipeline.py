@@ -26,12 +26,14 @@ from data_gen.batch import BatchingTeacher, BatchWriter, ingest
 from data_gen.budget import Budget
 from data_gen.cache import CachedTeacher, ResponseCache
 from data_gen.chat import Usage, normalize_endpoint
-from data_gen.client import describe_error, is_fatal, is_request_error
+from data_gen.client import TeacherSetupError, describe_error, is_fatal, is_request_error
 from data_gen.config import ConfigError, DistillConfig, kd_server
 from data_gen.dedup import Deduplicator
 from data_gen.distiller import Distiller, Outcome, run_bounded
 from data_gen.limits import AdaptiveConcurrency, Governor
+from data_gen.outdir import OutputDir, recorded_files
 from data_gen.pricing import Price, load_price
+from data_gen.redact import RedactingFilter
 from data_gen.report import build_manifest, estimate, example_meta, format_estimate, write_card
 from data_gen.sources import InputError, Record, Rejected, SourceReport, duplicate, texts_of
 from data_gen.splits import assign_split
@@ -128,7 +130,7 @@ EVAL_PREFIX = "eval:"  # ids of evaluation texts in the duplicate index
 def prepare(config: DistillConfig, task: Task, work: Workspace) -> Prepared:
     """Stream the input into the workspace: rejections, duplicates, normalized gold labels, rows to ask."""
     text_column = config.text_column or task.input_column
-    source = config.source(config.input or "", text_column)
+    source = config.source(config.input or "", text_column, task.control_characters)
     has_labels = bool(config.label_column) or source.format == "fpb"
     if has_labels and not task.labels:
         raise ConfigError(f"task {task.name} has no label field, so gold labels cannot be used; drop --label-column")
@@ -255,7 +257,7 @@ async def kd_scorer(config: DistillConfig, teacher: Any, cache: ResponseCache | 
                     "chat template): logit distillation needs a teacher of the student's family; use hard-label "
                     "distillation (no --kd-top-k)"
                 )
-    return kd.CachedScorer(scorer, cache) if cache is not None else scorer
+    return kd.CachedScorer(scorer, cache) if (cache is not None and config.cache) else scorer
 
 
 async def score_all(config: DistillConfig, task: Task, scorer: Any, work: Workspace) -> dict[str, Any]:
@@ -359,7 +361,8 @@ def write_outputs(config: DistillConfig, task: Task, work: Workspace, out: Path)
         for item in work.rejects():
             rejects.write(jsonl_line(item) + "\n")
         names = {*files._open}
-    for stale in stale_training_files(out, names):
+        previous = recorded_files(out)  # read before this run's manifest replaces it
+    for stale in stale_training_files(out, names, previous):
         stale.unlink()
     return written
 
@@ -377,46 +380,81 @@ async def distill(config: DistillConfig, argv: list[str] | None = None) -> dict[
         if config.max_cost is not None:
             raise ConfigError(f"--max-cost needs a price for model {probe.model!r}: add it to {config.prices}")
     out = Path(config.out) if config.out else None
+    folder = OutputDir(out, "data_gen", task.name, config.input, config.overwrite) if out else None
+    if folder is not None:
+        folder.check()  # a file, an unwritable folder, someone else's folder: one line, nothing created
     # paid work is kept: the teacher's replies (unless it is the free rules teacher) and the KD teacher's rows
-    keep = probe.cacheable or config.kd_top_k > 0
-    cache_path = out / "cache.sqlite" if (out and config.cache and keep) else None
-    if config.dry_run and cache_path is not None and not cache_path.exists():
-        cache_path = None  # a dry run creates nothing
-    cache = ResponseCache(cache_path) if cache_path is not None else None
+    keep = probe.cacheable or config.kd_top_k > 0  # --no-cache still keeps the store and its ledger
+    if config.dry_run:
+        stored = out / "cache.sqlite" if (out and keep) else None
+        cache = ResponseCache(stored) if stored is not None and stored.exists() else None  # creates nothing
+        try:
+            return await _dry_run(config, task, probe, price, cache)
+        finally:
+            if cache is not None:
+                cache.close()
+    assert out is not None and folder is not None
+    folder.create()
+    cache = ResponseCache(out / "cache.sqlite") if keep else None
     try:
         if config.batch_ingest:
             return _ingest(config, cache)
-        budget = _budget(config, cache, price)
-        governor = Governor(
-            AdaptiveConcurrency(config.concurrency, config.adaptive_concurrency), config.rpm, config.tpm, budget
-        )
-        teacher = make_teacher(config, task, require_key=needs_key, governor=governor)
-        scratch = tempfile.TemporaryDirectory(prefix="fin-distill-") if (config.dry_run or out is None) else None
-        work = Workspace(Path(scratch.name if scratch else out) / ".work.sqlite")  # type: ignore[arg-type]
-        try:
-            mark = (time.perf_counter(), time.process_time())
-            prepared = prepare(config, task, work)
-            if config.dry_run:
-                est = estimate(config, task, teacher, price, cache, work, prepared)
-                print(format_estimate(est, config, teacher))
-                return {"dry_run": est}
-            assert out is not None
-            run = RunContext(config, task, teacher, price, cache, budget, governor, work, out, started, argv)
-            mark = run.timed("read", mark)
-            handler = _log_file(out)
-            try:
-                return await _run(run, prepared, mark)
-            finally:
-                log.removeHandler(handler)
-                handler.close()
-        finally:
-            work.close()
-            if scratch is not None:
-                scratch.cleanup()
-            await teacher.close()
+        return await _distill_into(config, task, price, cache, out, started, argv, needs_key)
+    except (ConfigError, TeacherSetupError):
+        if cache is None or cache.spent(cache.run).calls == 0:  # refused before anything was paid for
+            if cache is not None:
+                cache.close()
+                cache = None
+            folder.discard()
+        raise
     finally:
         if cache is not None:
             cache.close()
+
+
+async def _dry_run(
+    config: DistillConfig, task: Task, teacher: Any, price: Price | None, cache: ResponseCache | None
+) -> dict[str, Any]:
+    """Read the input and print what the run would send and cost; nothing is sent or written."""
+    with tempfile.TemporaryDirectory(prefix="fin-distill-") as scratch:
+        work = Workspace(Path(scratch) / ".work.sqlite")
+        try:
+            prepared = prepare(config, task, work)
+            est = estimate(config, task, teacher, price, cache, work, prepared)
+        finally:
+            work.close()
+    print(format_estimate(est, config, teacher))
+    return {"dry_run": est}
+
+
+async def _distill_into(
+    config: DistillConfig,
+    task: Task,
+    price: Price | None,
+    cache: ResponseCache | None,
+    out: Path,
+    started: float,
+    argv: list[str] | None,
+    needs_key: bool,
+) -> dict[str, Any]:
+    budget = _budget(config, cache, price)
+    governor = Governor(
+        AdaptiveConcurrency(config.concurrency, config.adaptive_concurrency), config.rpm, config.tpm, budget
+    )
+    teacher = make_teacher(config, task, require_key=needs_key, governor=governor)
+    work = Workspace(out / ".work.sqlite")
+    handler = _log_file(out)
+    try:
+        mark = (time.perf_counter(), time.process_time())
+        prepared = prepare(config, task, work)
+        run = RunContext(config, task, teacher, price, cache, budget, governor, work, out, started, argv)
+        mark = run.timed("read", mark)
+        return await _run(run, prepared, mark)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+        work.close()
+        await teacher.close()
 
 
 async def _run(run: RunContext, prepared: Prepared, mark: tuple[float, float]) -> dict[str, Any]:
@@ -443,7 +481,7 @@ async def _run(run: RunContext, prepared: Prepared, mark: tuple[float, float]) -
             scorer = await kd_scorer(config, teacher, cache)  # checked before anything is asked
         mark = run.timed("connect", mark)
         if cache is not None and teacher.cacheable:
-            asker = CachedTeacher(teacher, cache)
+            asker = CachedTeacher(teacher, cache, reuse=config.cache)  # --no-cache: ask again, still store
     try:
         try:
             stats, distiller = await ask_all(config, task, asker, run.work, prepared.to_ask, run.price)
@@ -475,12 +513,13 @@ async def _run(run: RunContext, prepared: Prepared, mark: tuple[float, float]) -
     return manifest
 
 
-def _budget(config: DistillConfig, cache: ResponseCache | None, price: Price | None) -> Budget | None:
-    if config.max_cost is None and config.max_tokens is None:
-        return None
-    spent = cache.spent() if cache is not None else {"cost": 0.0, "tokens": 0}
-    record = cache.record_call if cache is not None else None
-    return Budget(config.max_cost, config.max_tokens, price, spent["cost"], int(spent["tokens"]), record)
+def _budget(config: DistillConfig, cache: ResponseCache | None, price: Price | None) -> Budget:
+    """The accountant of every call, with the caps if any; it starts from what the folder's ledger already holds."""
+    counting = f"the tokenizer {config.tokenizer}" if config.tokenizer else (
+        "a conservative estimate, a token per 3 ASCII characters; --tokenizer makes it exact")  # fmt: skip
+    spent = cache.spent() if cache is not None else None
+    name = config.base_url or config.teacher
+    return Budget(config.max_cost, config.max_tokens, price, cache, spent, name=name, counting=counting)
 
 
 def _ingest(config: DistillConfig, cache: ResponseCache | None) -> dict[str, Any]:
@@ -518,8 +557,8 @@ def _batch_summary(stats: Stats, writer: BatchWriter, out: Path) -> dict[str, An
 
 
 def _log_file(out: Path) -> logging.Handler:
-    out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "distill.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.addFilter(RedactingFilter())
     log.addHandler(handler)
     return handler

@@ -197,8 +197,10 @@ def build_manifest(
     }
     if counts["accepted"] + counts["rejected"] != counts["input"]:  # a bug, never a data problem
         raise RuntimeError(f"row accounting does not add up: {counts}")
-    ledger = cache.spent(cache.run) if cache is not None else None
+    ledger = cache.spent(cache.run) if cache is not None else None  # this run's calls, as the ledger counts them
+    states = cache.calls_by_state(cache.run) if cache is not None else {}
     total = cache.spent() if cache is not None else None
+    budget = run.budget
     elapsed = time.time() - run.started
     return {
         "task": task.name,
@@ -219,18 +221,26 @@ def build_manifest(
             "answered_from_cache": stats.from_cache,
             "reasks": stats.reasks,
             "doubled_max_tokens": stats.bumps,
-            "http_calls": ledger["calls"] if ledger else None,
+            "http_calls": budget.calls if budget is not None else 0,  # every attempt, failed ones included
+            "failed_calls": states.get("failed", 0),  # error answers and refused connections: not billed
+            "unanswered_calls": states.get("unanswered", 0),  # sent, no answer: counted at their worst case
+            "usage_estimated_calls": budget.estimated_calls if budget is not None else 0,
         },
         "usage": usage_dict(stats.sent_usage),
-        "cost_usd": price.cost(stats.sent_usage) if price is not None else None,
+        "cost_usd": (ledger.cost if ledger else price.cost(stats.sent_usage)) if price is not None else None,
         "dataset_usage": usage_dict(stats.all_usage),
         "dataset_cost_usd": price.cost(stats.all_usage) if price is not None else None,
         "price_per_million_tokens": price.__dict__ if price is not None else None,
         "budget": {
             "max_cost_usd": config.max_cost,
             "max_tokens": config.max_tokens,
-            "spent_cost_usd_all_runs": total["cost"] if total else None,
-            "spent_tokens_all_runs": total["tokens"] if total else None,
+            "spent_cost_usd_this_run": ledger.cost if ledger else None,
+            "spent_tokens_this_run": ledger.tokens if ledger else None,
+            "spent_cost_usd_all_runs": total.cost if total else None,
+            "spent_tokens_all_runs": total.tokens if total else None,
+            "calls_all_runs": total.calls if total else None,
+            "estimated_calls_all_runs": total.estimated if total else None,  # the server reported no usage
+            "in_flight_at_a_stop": total.lost if total else None,  # killed runs' reservations, counted in full
             "stopped": stop_reason,
         },
         "limits": {
@@ -352,13 +362,18 @@ def summary_lines(manifest: dict[str, Any], out: str) -> list[str]:
     reasons = ", ".join(f"{k} {v}" for k, v in counts["rejected_by_reason"].items()) or "none"
     cost = manifest["cost_usd"]
     requests = manifest["requests"]
+    failed = requests.get("failed_calls", 0) + requests.get("unanswered_calls", 0)
+    estimated = requests.get("usage_estimated_calls", 0)
     lines = [
         f"{counts['input']:,} rows: {counts['accepted']:,} accepted "
         f"({', '.join(f'{k} {v}' for k, v in counts['accepted_by_split'].items())}), "
         f"{counts['rejected']:,} rejected ({reasons})",
-        f"teacher requests sent {requests['sent']:,}, answered from cache {requests['answered_from_cache']:,}; "
-        f"tokens {manifest['usage']['total_tokens']:,}; cost {'unknown' if cost is None else f'${cost:.4f}'}; "
-        f"{manifest['rows_per_second']} rows/s",
+        f"teacher: {requests['sent']:,} answers received"
+        + (f" in {requests['http_calls']:,} HTTP calls" if requests["http_calls"] else "")
+        + (f" ({failed:,} failed or unanswered)" if failed else "")
+        + f", {requests['answered_from_cache']:,} answered from cache; tokens {manifest['usage']['total_tokens']:,}"
+        + (f" ({estimated:,} calls counted by the client: no usage reported)" if estimated else "")
+        + f"; cost {'unknown' if cost is None else f'${cost:.4f}'}; {manifest['rows_per_second']} rows/s",
     ]
     gold = manifest.get("gold_agreement")
     if gold:

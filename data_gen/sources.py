@@ -5,6 +5,14 @@ names the file (and the row, column or byte) before anything is spent.
 
 Formats: CSV, TSV, JSONL, JSON, Parquet, a directory written by ``datasets.save_to_disk``, Financial PhraseBank
 ``sentence@label`` text files, and plain text with one item per line.
+
+Text rules (the same for distillation and evaluation): a file starting with a UTF-8, UTF-16 or UTF-32 byte order
+mark is read in that encoding; otherwise UTF-8, unless most of the lines that are not plain ASCII fail to decode
+as UTF-8, in which case the file is Latin-1 (as Financial PhraseBank's AllAgree file is). A row whose text (or id,
+label) holds bytes that do not decode, or a lone surrogate (half of a UTF-16 pair, as an escaped ``"\ud800"`` in
+JSON can give), is rejected as ``undecodable_text``; a row holding a NUL character is rejected as
+``control_characters``, and so is one holding any other control character (except tab, line feed and carriage
+return) unless the task keeps them (``control_characters: keep`` in its task.yaml).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +42,16 @@ FORMAT_BY_SUFFIX = {
 FPB_LABELS = ("positive", "negative", "neutral")
 CHUNK_ROWS = 10_000  # rows per chunk read from tabular files
 SCAN_BYTES = 1 << 20  # bytes per chunk when checking an encoding
+# byte order marks, longest first (the UTF-32 LE mark begins with the UTF-16 LE one)
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+CONTROL_POLICIES = ("reject", "keep")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 (but tab, LF, CR), DEL, C1
 
 
 class InputError(ConfigError):
@@ -102,42 +121,94 @@ def detect_format(path: Path) -> str:
             f"use one of {known} or pass --input-format"
         )
     if fmt == "txt":
-        with path.open("rb") as handle:
+        with path.open("r", encoding=sniff_bom(path) or "latin-1", errors="replace", newline="\n") as handle:
             head = [line.strip() for _, line in zip(range(50), handle, strict=False) if line.strip()]
-        labelled = sum(line.rsplit(b"@", 1)[-1].decode("latin-1").lower() in FPB_LABELS for line in head)
+        labelled = sum(line.rsplit("@", 1)[-1].lower() in FPB_LABELS for line in head)
         if head and labelled >= 0.8 * len(head):
             return "fpb"
     return fmt
 
 
-def check_encoding(path: Path, encoding: str, strict: bool) -> tuple[str, str | None]:
-    """Which encoding to read ``path`` with, scanning it in chunks. ``auto``: UTF-8 (BOM allowed) when the whole
-    file decodes, else Latin-1 with a note saying so. A named encoding is used as is; with ``strict`` (tabular
-    files, which cannot lose one row) a byte it cannot decode is an error naming the offset and line, while line
-    formats reject just the lines that do not decode."""
+def sniff_bom(path: Path) -> str | None:
+    """The encoding a byte order mark at the start of ``path`` names, or None."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    return next((name for bom, name in BOMS if head.startswith(bom)), None)
+
+
+def check_encoding(path: Path, encoding: str) -> tuple[str, str | None]:
+    """Which encoding to read ``path`` with, and a note for the manifest when that is worth saying.
+
+    ``auto``: the encoding a byte order mark names (UTF-8, UTF-16, UTF-32); else UTF-8 when the whole file decodes;
+    else, looking line by line, UTF-8 when the lines that decode and are not plain ASCII outnumber those that do
+    not (a UTF-8 file with a few broken lines: those rows are rejected), and Latin-1 otherwise. A named encoding
+    is used as it is (bytes it cannot decode reject their rows)."""
     named = encoding != "auto"
     try:
-        decoder = codecs.getincrementaldecoder(encoding if named else "utf-8")()
+        codecs.lookup(encoding if named else "utf-8")
     except LookupError:
         raise InputError(f"unknown --encoding {encoding!r}") from None
-    if named and not strict:
+    if named:
         return encoding, None
-    offset = line = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(SCAN_BYTES):
-            try:
+    bom = sniff_bom(path)
+    if bom is not None:
+        return bom, None if bom == "utf-8-sig" else f"{path} starts with a {bom.upper()} byte order mark: read as {bom}"
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(SCAN_BYTES):
                 decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                bad_line = line + chunk[: exc.start].count(b"\n") + 1
-                if named:
-                    raise InputError(
-                        f"{path}: cannot decode byte 0x{chunk[exc.start]:02x} at offset {offset + exc.start} "
-                        f"(line {bad_line}) as {encoding}; try --encoding latin-1 or --encoding auto"
-                    ) from None
-                return "latin-1", f"{path} is not valid UTF-8 (first bad byte at line {bad_line}); decoded as Latin-1"
-            offset += len(chunk)
-            line += chunk.count(b"\n")
-    return (encoding, None) if named else ("utf-8-sig", None)
+        decoder.decode(b"", final=True)
+        return "utf-8-sig", None
+    except UnicodeDecodeError:
+        pass
+    bad, utf8_text, first_bad = 0, 0, 0
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.isascii():
+                continue
+            try:
+                line.decode("utf-8")
+                utf8_text += 1
+            except UnicodeDecodeError:
+                bad += 1
+                first_bad = first_bad or number
+    if utf8_text > bad:
+        return "utf-8", (
+            f"{path}: {bad} line(s) are not valid UTF-8 (the first: line {first_bad}) in a UTF-8 file; the rows "
+            "they hold are rejected as undecodable_text"
+        )
+    return "latin-1", f"{path} is not valid UTF-8 (first bad byte at line {first_bad}); decoded as Latin-1"
+
+
+def unencodable(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate, which no UTF-8 file or SQLite database can store."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def text_problem(field: str, text: str, controls: str, row: int) -> tuple[str, str] | None:
+    """Why a value cannot go into a prompt or a training file (reason, detail), or None."""
+    if unencodable(text):
+        at = next(i for i, ch in enumerate(text) if 0xD800 <= ord(ch) <= 0xDFFF)
+        code = ord(text[at])
+        if 0xDC80 <= code <= 0xDCFF:  # a byte the file's encoding could not decode (kept by surrogateescape)
+            what = f"byte 0x{code - 0xDC00:02x} does not decode"
+        else:
+            what = f"a lone surrogate U+{code:04X} (half of a UTF-16 pair, e.g. an escaped \\u{code:04x} in JSON)"
+        return "undecodable_text", f"row {row}: in the {field!r} field, {what} at character {at + 1}; not text"
+    found = _CONTROL.search(text)
+    if found and (controls != "keep" or found.group() == "\x00" or "\x00" in text):
+        at = text.index("\x00") if "\x00" in text else found.start()
+        char = text[at]
+        rule = "never allowed" if char == "\x00" else "the task does not keep control characters"
+        return "control_characters", f"row {row}: U+{ord(char):04X} at character {at + 1} of {field!r} ({rule})"
+    return None
 
 
 class Source:
@@ -155,9 +226,13 @@ class Source:
         max_chars: int = 20_000,
         limit: int | None = None,
         extra_columns: tuple[str, ...] = (),
+        control_characters: str = "reject",
+        allow_empty: bool = False,
     ) -> None:
         self.path = Path(path)
         self.extra_columns = extra_columns
+        self.control_characters = control_characters
+        self.allow_empty = allow_empty
         if not self.path.exists():
             raise InputError(f"input not found: {self.path}")
         self.format = detect_format(self.path) if fmt == "auto" else fmt
@@ -172,18 +247,31 @@ class Source:
         report.rows = 0
         encoding = "utf-8"
         if self.format not in ("hf", "parquet"):  # binary formats carry their own encoding
-            encoding, note = check_encoding(self.path, self.encoding, strict=self.format in ("csv", "tsv", "json"))
+            encoding, note = check_encoding(self.path, self.encoding)
             report.encoding = "utf-8" if encoding == "utf-8-sig" else encoding
             report.notes = [note] if note else []
         line_format = self.format in ("fpb", "txt", "jsonl")
-        rows = self._line_rows(encoding) if line_format else self._table_rows(encoding)
+        reader = self._line_rows(encoding) if line_format else self._table_rows(encoding)
+        rows = _whole_file_decoding(self.path, encoding, reader)
         text_key = "text" if self.format in ("fpb", "txt") else self.text_column
+        label_key = "label" if self.format == "fpb" else self.label_column
         for row, values in rows:
             if self.limit is not None and report.rows >= self.limit:
                 break
             report.rows += 1
             if isinstance(values, Rejected):
                 yield values
+                continue
+            used = {
+                text_key: values.get(text_key),
+                self.id_column: values.get(self.id_column or ""),
+                label_key: values.get(label_key or ""),
+                **{c: values.get(c) for c in self.extra_columns},
+            }
+            problem = next((p for name, value in used.items() if name and isinstance(value, str)
+                            and (p := text_problem(name, value, self.control_characters, row))), None)  # fmt: skip
+            if problem is not None:  # before the text is hashed, stored or printed: none of them can take it
+                yield Rejected(row, *problem)
                 continue
             raw_text = values.get(text_key)
             text = "" if raw_text is None or (isinstance(raw_text, float) and raw_text != raw_text) else str(raw_text)
@@ -196,15 +284,16 @@ class Source:
                 detail = f"row {row}: {len(text):,} characters (limit --max-chars {self.max_chars:,})"
                 yield Rejected(row, "text_too_long", detail, rid)
             else:
-                label = values.get("label") if self.format == "fpb" else values.get(self.label_column or "")
                 yield Record(
                     id=rid,
                     text=text,
                     row=row,
-                    label=label if self.label_column or self.format == "fpb" else None,
+                    label=values.get(label_key) if label_key else None,
                     extra={c: values.get(c) for c in self.extra_columns} if self.extra_columns else None,
                 )
         self._check_columns(final=True)
+        if report.rows == 0 and not self.allow_empty:
+            raise InputError(f"{self.path}: no rows (the file is empty, or holds only a header or blank lines)")
 
     def _check_columns(self, final: bool = False) -> None:
         """A mapped column that the file does not have is an error that lists the columns it does have."""
@@ -214,24 +303,23 @@ class Source:
         roles = [("text", self.text_column), ("id", self.id_column), ("label", self.label_column)]
         for role, column in roles + [("extra", c) for c in self.extra_columns]:
             if column and column not in present and (self.report.columns or self.report.rows):
-                shown = ", ".join(self.report.columns) or "(none)"
+                if not self.report.columns:  # every line was rejected before it showed a column
+                    raise InputError(f"{self.path}: no line is a JSON object, so there is no {role} column "
+                                     f"{column!r} ({self.report.rows} malformed lines)")  # fmt: skip
+                shown = ", ".join(self.report.columns)
                 raise InputError(f"{self.path}: no {role} column {column!r}; the columns are: {shown}")
 
     # ---------------- line formats: one bad line costs one row, not the file ----------------
     def _line_rows(self, encoding: str) -> Iterator[tuple[int, Any]]:
         keys: dict[str, None] = {}
-        with self.path.open("rb") as handle:
-            for number, raw in enumerate(handle, 1):
-                raw = raw.rstrip(b"\r\n")
-                try:
-                    line = raw.decode(encoding)
-                except UnicodeDecodeError as exc:
-                    detail = f"line {number}: byte 0x{raw[exc.start]:02x} is not valid {encoding}"
-                    yield number, Rejected(number, "undecodable_text", detail)
-                    continue
+        first = True
+        with self.path.open("r", encoding=encoding, errors=_errors(encoding), newline="\n") as handle:
+            for number, line in enumerate(handle, 1):
+                line = line.rstrip("\r\n")
                 if not line.strip():
                     continue
                 if self.format == "txt":
+                    first = False
                     yield number, {"text": line}
                 elif self.format == "fpb":
                     sentence, sep, label = line.rpartition("@")
@@ -244,6 +332,12 @@ class Source:
                         )
                         yield number, Rejected(number, "malformed_input", detail)
                 else:
+                    if first and line.lstrip().startswith("["):
+                        raise InputError(
+                            f"{self.path}: a JSON array, not JSON Lines (one object per line): name the file .json "
+                            "or pass --input-format json"
+                        )
+                    first = False
                     value, problem = _json_object(line)
                     if problem:
                         yield number, Rejected(number, "malformed_input", f"line {number}: {problem}")
@@ -273,14 +367,18 @@ class Source:
         if self.format in ("csv", "tsv"):
             sep = "\t" if self.format == "tsv" else ","
             try:
-                with path.open("r", encoding=encoding, newline="") as handle:
+                with path.open("rb") as handle:  # pandas decodes; object columns can hold what did not decode
                     yield from pd.read_csv(
-                        handle, sep=sep, dtype=str, keep_default_na=False, na_filter=False, chunksize=CHUNK_ROWS
-                    )
+                        handle, sep=sep, dtype=object, keep_default_na=False, na_filter=False, chunksize=CHUNK_ROWS,
+                        encoding=encoding, encoding_errors=_errors(encoding),
+                    )  # fmt: skip
             except pd.errors.EmptyDataError:
                 raise InputError(f"{path}: the file is empty") from None
             except pd.errors.ParserError as exc:
                 raise InputError(f"{path}: malformed {self.format.upper()}: {exc}".strip()) from None
+            except UnicodeEncodeError:  # an undecodable byte where pandas wanted an index (rows wider than the header)
+                raise InputError(f"{path}: malformed {self.format.upper()}: rows with more fields than the header, "
+                                 "and bytes that do not decode") from None  # fmt: skip
         elif self.format == "parquet":
             import pyarrow.parquet as pq
 
@@ -298,11 +396,26 @@ class Source:
             yield _read_json_array(path, encoding)
 
 
+def _whole_file_decoding(path: Path, encoding: str, rows: Iterator[Any]) -> Iterator[Any]:
+    """``rows``, with a decoding failure of a whole-file codec (UTF-16, UTF-32) as one line naming the file."""
+    try:
+        yield from rows
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid {encoding} ({exc.reason} at byte {exc.start}); pass --encoding") from None
+
+
+def _errors(encoding: str) -> str:
+    """Undecodable bytes become lone surrogates (their rows are then rejected, one by one), where the codec can
+    say which byte it was; UTF-16 and UTF-32 files that do not decode are an error of the whole file."""
+    return "strict" if encoding.startswith(("utf-16", "utf-32")) else "surrogateescape"
+
+
 def _json_object(line: str) -> tuple[dict[str, Any], str | None]:
     try:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
-        return {}, f"not valid JSON ({exc.msg} at column {exc.colno})"
+        where = "" if exc.msg.endswith(" at") else " at"  # "Unterminated string starting at" names its column
+        return {}, f"not valid JSON ({exc.msg}{where} column {exc.colno})"
     if not isinstance(value, dict):
         return {}, f"expected a JSON object, got {type(value).__name__}"
     return value, None
@@ -312,7 +425,7 @@ def _read_json_array(path: Path, encoding: str):
     import pandas as pd
 
     try:
-        value = json.loads(path.read_text(encoding=encoding))
+        value = json.loads(path.read_text(encoding=encoding, errors=_errors(encoding)))
     except json.JSONDecodeError as exc:
         raise InputError(
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
@@ -377,7 +490,8 @@ def is_distilled(path: str | Path) -> bool:
 def texts_of(path: str | Path, text_column: str, splits: tuple[str, ...]) -> Iterator[tuple[str, str, str]]:
     """(id, text, where) of every text of a data set: the ``splits`` of a data_gen output directory, or a file."""
     if is_distilled(path):
-        source = Source(Path(path) / "examples.jsonl", "jsonl", "text", "id", extra_columns=("split",))
+        source = Source(Path(path) / "examples.jsonl", "jsonl", "text", "id", extra_columns=("split",),
+                        control_characters="keep", allow_empty=True)  # fmt: skip
         for item in source:
             if isinstance(item, Record) and (item.extra or {}).get("split") in splits:
                 yield item.id, item.text, f"{path} {item.extra['split']} example {item.id}"  # type: ignore[index]

@@ -43,6 +43,7 @@ _TASK_KEYS = {
     "max_completion_tokens",
     "expected_completion_tokens",
     "metrics",
+    "control_characters",
 }
 METRIC_KINDS = ("classification", "ordinal", "entities", "text")
 
@@ -100,6 +101,8 @@ class Task:
     expected_completion_tokens: int
     description: str = ""
     metrics: dict[str, str] = field(default_factory=dict)  # answer field -> how eval scores it (METRIC_KINDS)
+    # input texts with control characters (other than tab, LF, CR): reject (the default) or keep; NUL never passes
+    control_characters: str = "reject"
 
     # ---- definitions derived from the schema (the single source of names and values) ----
     @cached_property
@@ -336,7 +339,10 @@ def load_task(name_or_path: str) -> Task:
         expected_completion_tokens=int(spec.get("expected_completion_tokens", 256)),
         description=spec.get("description", ""),
         metrics=dict(spec.get("metrics") or {}),
+        control_characters=str(spec.get("control_characters", "reject")),
     )
+    if task.control_characters not in ("reject", "keep"):
+        raise ConfigError(f"{spec_path}: control_characters must be reject or keep, got {task.control_characters!r}")
     if task.answer_kind not in ("json", "text"):
         raise ConfigError(f"{spec_path}: answer must be json or text, got {task.answer_kind!r}")
     if task.thinking not in ("required", "optional", "none"):

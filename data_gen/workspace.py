@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from data_gen.redact import redact
 from data_gen.sources import Record
 
 SCHEMA = """
@@ -68,7 +69,8 @@ class Workspace:
 
     # ---------------- outcomes ----------------
     def reject(self, row: int, rid: str | None, reason: str, detail: str, request_key: str | None = None) -> None:
-        self.db.execute("INSERT INTO rejects VALUES (?, ?, ?, ?, ?)", (row, rid, reason, detail, request_key))
+        """Record a rejection; its detail (an error a server wrote, perhaps) never carries a key into rejects.jsonl."""
+        self.db.execute("INSERT INTO rejects VALUES (?, ?, ?, ?, ?)", (row, rid, reason, redact(detail), request_key))
 
     def rejects(self) -> Iterator[dict[str, Any]]:
         cursor = self.db.execute("SELECT row, id, reason, detail, request_key FROM rejects ORDER BY row")

@@ -158,8 +158,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def jsonl_line(row: dict[str, Any]) -> str:
-    """One JSON line; characters that some readers take for line breaks (U+2028, U+2029, U+0085) are escaped."""
-    return json.dumps(row, ensure_ascii=False).translate(_LINE_BREAKS)
+    """One JSON line; characters that some readers take for line breaks (U+2028, U+2029, U+0085) are escaped, and
+    so is a lone surrogate (a model's broken output), which a UTF-8 file cannot hold."""
+    line = json.dumps(row, ensure_ascii=False).translate(_LINE_BREAKS)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(row)
+    return line
 
 
 def atomic_write_json(path: Path, value: Any) -> None:
@@ -253,8 +259,9 @@ class TrainingWriter:
         return {"files": dict(self.counts), "dataset_info": sorted(info)}
 
 
-def stale_training_files(folder: Path, written: set[str]) -> list[Path]:
-    """Training files and snippets of an earlier run that this run did not write (another format or split)."""
+def stale_training_files(folder: Path, written: set[str], recorded: set[str]) -> list[Path]:
+    """Training files and snippets that the earlier run ``recorded`` writing and this run did not write (another
+    format or split): only those, never a file data_gen did not write."""
     names = [p for p in folder.glob("*_*.jsonl") if p.name.split("_", 1)[0] in FORMATS]
     names += [p for p in folder.glob("axolotl_*.yaml")]
-    return [p for p in names if p.name not in written]
+    return [p for p in names if p.name not in written and p.name in recorded]

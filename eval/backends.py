@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from data_gen import redact
 from data_gen.cache import fingerprint
 from data_gen.chat import normalize_endpoint
 from data_gen.config import ConfigError
@@ -287,6 +288,7 @@ def serve(config: EvalConfig, specs: list[ModelSpec], workdir: Path) -> Iterator
     backend = config.resolved_backend()
     if backend == "endpoint":
         api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
+        redact.register(api_key)
         if config.api_key_env and not api_key:
             raise ConfigError(f"the API key variable {config.api_key_env} is not set")
         yield [

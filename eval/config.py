@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_gen.config import ConfigError, SourceOptions, _opt
+from data_gen.config import ConfigError, SourceOptions, _opt, check_finite, check_key_variable
 
 BACKENDS = ("auto", "vllm", "llamafactory", "endpoint")
 CONSTRAINED = ("none", "json_schema", "structured_outputs", "guided_json")
@@ -112,7 +112,16 @@ class EvalConfig(SourceOptions):
     # --- statistics and outputs ---
     bootstrap: int = _opt(1000, "bootstrap resamples for the 95% confidence intervals")
     examples: int = _opt(10, "before / after examples in report.md where two models disagree")
-    out: str | None = _opt(None, "output directory: results.json, predictions.jsonl, report.md, plots")
+    out: str | None = _opt(
+        None,
+        "output directory: results.json, predictions.jsonl, report.md, plots; new, empty, or an earlier evaluation "
+        "of the same task and data (which the run resumes)",
+    )
+    overwrite: bool = _opt(
+        False,
+        "replace an eval.run output of another task or data in --out (its stored answers are kept; files eval.run "
+        "did not write are never touched)",
+    )
     cache: bool = _opt(True, "store every answer in <out>/cache.sqlite; a rerun asks only what is missing")
     dry_run: bool = _opt(False, "check the data and models, print what would run, then stop")
     progress: bool = _opt(True, "show a progress bar")
@@ -128,6 +137,9 @@ class EvalConfig(SourceOptions):
 
 def validate(config: EvalConfig) -> None:
     """Cross-field checks, each a one-line ConfigError before anything starts."""
+    check_finite(config)
+    check_key_variable("--api-key-env", config.api_key_env)
+    check_key_variable("--teacher-api-key-env", config.teacher_api_key_env)
     if not config.data:
         raise ConfigError("no test data: pass --data PATH (or set `data:` in the --config file)")
     if not config.out and not config.dry_run:
@@ -154,3 +166,8 @@ def validate(config: EvalConfig) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if config.temperature < 0:
         raise ConfigError("--temperature must be 0 or more")
+    for name in ("timeout", "startup_timeout"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
+    if config.max_retries < 0:
+        raise ConfigError("--max-retries must be 0 or more")

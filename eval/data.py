@@ -78,7 +78,7 @@ def load_eval_set(config: EvalConfig, task: Task) -> EvalSet:
         raise InputError(f"test data not found: {path}")
     if is_distilled(path):
         return _distilled(config, task, path)
-    source = config.source(path, task.input_column)
+    source = config.source(path, task.input_column, task.control_characters)
     has_gold = bool(config.label_column) or source.format == "fpb"
     evalset = EvalSet([], str(path), source.format, 0)
     unknown: Counter[str] = Counter()
@@ -117,7 +117,8 @@ def _distilled(config: EvalConfig, task: Task, path: Path) -> EvalSet:
     made_for = (manifest.get("config") or {}).get("task")
     if made_for and Path(made_for).name != task.name:
         raise InputError(f"{path} was distilled for task {made_for!r}, not {task.name!r}; pass --task {made_for}")
-    source = Source(path / "examples.jsonl", "jsonl", "text", "id", None, extra_columns=("split", "answer", "gold"))
+    source = Source(path / "examples.jsonl", "jsonl", "text", "id", None, extra_columns=("split", "answer", "gold"),
+                    control_characters="keep", allow_empty=True)  # fmt: skip
     evalset = EvalSet([], str(path), "data_gen", 0)
     splits: Counter[str] = Counter()
     for record in source:

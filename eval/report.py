@@ -12,6 +12,7 @@ from typing import Any
 
 from data_gen.chat import Completion
 from data_gen.task import Task
+from data_gen.writers import jsonl_line
 from eval.data import EvalSet
 from eval.overlap import describe as overlap_sentence
 
@@ -31,7 +32,7 @@ HEADLINE_ORDER = (
 
 def _atomic_write(path: Path, text: str) -> None:
     temp = path.with_name(path.name + ".tmp")
-    temp.write_text(text, encoding="utf-8")
+    temp.write_text(text, encoding="utf-8", errors="backslashreplace")  # a model's lone surrogate stays visible
     os.replace(temp, path)
 
 
@@ -48,7 +49,7 @@ def write_all(
     for label, completions in answers.items():
         for item, completion, row in zip(evalset.items, completions, rows[label], strict=True):
             lines.append(
-                json.dumps(
+                jsonl_line(
                     {
                         "model": label,
                         "id": item.id,
@@ -59,8 +60,7 @@ def write_all(
                         "reasoning": completion.reasoning,
                         "finish_reason": completion.finish_reason,
                         **row,
-                    },
-                    ensure_ascii=False,
+                    }
                 )
             )
     _atomic_write(out / "predictions.jsonl", "\n".join(lines) + "\n")

@@ -25,6 +25,8 @@ from data_gen.cache import CachedTeacher, ResponseCache
 from data_gen.chat import Completion
 from data_gen.client import ChatClient, TeacherSetupError
 from data_gen.config import ConfigError, DistillConfig, build_parser, load_config
+from data_gen.outdir import OutputDir
+from data_gen.redact import RedactingFilter, redact
 from data_gen.report import versions
 from data_gen.task import Task, load_task
 from data_gen.teachers import make_teacher
@@ -70,6 +72,8 @@ async def collect(
                 )
                 try:
                     await client.check()
+                    if served.process is None:  # a running server: does it serve this name at all?
+                        await _check_listed(client, served.label)
                     asker = CachedTeacher(client, cache) if cache is not None else client
                     answers[served.label] = await generate(
                         asker,
@@ -108,6 +112,15 @@ async def collect(
             await teacher.close()
         models["teacher"] = {"backend": teacher.kind, "model": teacher.model, "endpoint": teacher.endpoint}
     return answers, models
+
+
+async def _check_listed(client: ChatClient, label: str) -> None:
+    """One line, before any request, when the endpoint lists its models and this one is not among them."""
+    listed = await client.models()
+    if listed is not None and client.model not in listed:
+        shown = ", ".join(repr(name) for name in listed[:8]) or "no model"
+        flag = "--adapter" if label == "tuned" else "--model"
+        raise ConfigError(f"{client.base_url} serves {shown}, not {client.model!r}: pass {flag} with a name it serves")
 
 
 def score(
@@ -242,15 +255,25 @@ def run(config: EvalConfig, argv: list[str]) -> dict[str, Any]:
     evalset = load_eval_set(config, task)  # data problems: one line, before any server starts
     check_models(config)
     evalset.overlap = overlap.check(config, task, evalset)
+    out = Path(config.out or "")
+    folder = OutputDir(out, "eval", task.name, config.data, config.overwrite)
+    if config.out:
+        folder.check()  # a file, an unwritable folder, someone else's folder: one line, nothing created
     if config.dry_run:
         for line in plan(config, task, evalset):
             print(line)
         return {}
-    out = Path(config.out or "")
-    out.mkdir(parents=True, exist_ok=True)
+    folder.create()
     cache = ResponseCache(out / "cache.sqlite") if config.cache else None
     try:
         answers, models = asyncio.run(collect(config, task, evalset, out, cache))
+    except (ConfigError, TeacherSetupError):
+        if cache is None or len(cache) == 0:  # refused before any answer was stored
+            if cache is not None:
+                cache.close()
+                cache = None
+            folder.discard()
+        raise
     finally:
         if cache is not None:
             cache.close()
@@ -284,15 +307,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(__doc__ or "", EPILOG, cls=EvalConfig, prog="python -m eval.run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops the servers like Ctrl-C does
     try:
         config = load_config(args, EvalConfig, validate)
         results = run(config, ["python", "-m", "eval.run", *(argv if argv is not None else sys.argv[1:])])
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except (ServerError, GenerationFailed, TeacherSetupError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         if config.out:
             print(
                 f"answers received so far (if any) are stored in {Path(config.out) / 'cache.sqlite'}: "

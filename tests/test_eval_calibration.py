@@ -13,7 +13,7 @@ from data_gen.fake_server import FakeOpenAI, Reply, answer, finsight_reply, user
 from eval.calibration import label_probs, reliability
 
 from .conftest import free_port
-from .test_eval_run import FINSIGHT, RULES, run_eval
+from .test_eval_run import FINSIGHT, RULES, SERVED, run_eval
 
 LABELS = ["positive", "negative", "neutral"]
 
@@ -75,7 +75,7 @@ def confident(body: dict[str, Any], count: int) -> Reply:
 def test_a_run_with_logprobs_reports_calibration(distilled: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "report"
     args = ["--data", str(distilled["finsight"]), "--model", "base", "--adapter", "tuned", "--out", str(out)]
-    with FakeOpenAI(confident, port=free_port()) as server:
+    with FakeOpenAI(confident, port=free_port(), models=SERVED) as server:
         assert run_eval(*args, "--endpoint", server.base_url, "--logprobs", "5") == 0
         assert {(b["logprobs"], b["top_logprobs"]) for b in server.requests} == {(True, 5)}
     results = json.loads((out / "results.json").read_text())
@@ -97,7 +97,8 @@ def test_a_run_with_logprobs_reports_calibration(distilled: dict[str, Path], tmp
 def test_a_server_without_logprobs_gets_a_warning(distilled: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "report"
     args = ["--data", str(distilled["finsight"]), "--model", "base", "--out", str(out), "--logprobs", "3"]
-    with FakeOpenAI(lambda body, count: answer(RULES.engine.reply(user_text(body))), port=free_port()) as server:
+    rules = lambda body, count: answer(RULES.engine.reply(user_text(body)))  # noqa: E731
+    with FakeOpenAI(rules, port=free_port(), models=SERVED) as server:
         assert run_eval(*args, "--endpoint", server.base_url) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["metrics"]["base"]["calibration"] is None

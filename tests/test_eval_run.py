@@ -28,6 +28,7 @@ from .conftest import ROOT, free_port
 
 FINSIGHT = load_task("finsight")
 RULES = RulesTeacher(FINSIGHT)
+SERVED = ("base", "tuned")  # what the scripted endpoints list at /models
 
 
 def base_and_tuned(body: dict[str, Any], count: int) -> Reply:
@@ -49,7 +50,7 @@ def test_endpoint_run_writes_results_predictions_and_report(distilled: dict[str,
     out = tmp_path / "report"
     args = ["--data", str(distilled["finsight"]), "--model", "base", "--adapter", "tuned", "--out", str(out)]
     port = free_port()  # the same endpoint both times: the cache knows answers by endpoint and request
-    with FakeOpenAI(base_and_tuned, port=port) as server:
+    with FakeOpenAI(base_and_tuned, port=port, models=SERVED) as server:
         assert run_eval(*args, "--endpoint", server.base_url) == 0
         bodies = list(server.requests)
     printed = capsys.readouterr().out
@@ -84,7 +85,7 @@ def test_endpoint_run_writes_results_predictions_and_report(distilled: dict[str,
     assert len(printed.splitlines()) == 5 and "1 warning(s), see the report" in printed  # path, data, 2 models, diff
     assert printed.splitlines()[-1].startswith("tuned - base: sentiment.accuracy 0.")
     # the same command again: every answer comes from the cache, the numbers are identical
-    with FakeOpenAI(base_and_tuned, port=port) as server:
+    with FakeOpenAI(base_and_tuned, port=port, models=SERVED) as server:
         assert run_eval(*args, "--endpoint", server.base_url) == 0
         assert server.requests == []
     again = json.loads((out / "results.json").read_text())
@@ -105,7 +106,9 @@ def test_constraint_forms_and_a_constraint_the_server_ignores(distilled: dict[st
     assert generation_params(config("guided_json"), FINSIGHT)["guided_json"] == schema
     assert "response_format" not in generation_params(config("none"), FINSIGHT)
     out = tmp_path / "constrained"
-    with FakeOpenAI(base_and_tuned) as server:  # like an old server, it ignores the field and answers in prose
+    with FakeOpenAI(
+        base_and_tuned, models=SERVED
+    ) as server:  # like an old server, it ignores the field and answers in prose
         assert run_eval("--data", str(distilled["finsight"]), "--endpoint", server.base_url, "--model", "base",
                         "--constrained", "structured_outputs", "--out", str(out)) == 0  # fmt: skip
         assert all(body["structured_outputs"] == {"json": schema} for body in server.requests)
@@ -166,7 +169,7 @@ def test_a_hung_server_is_a_clear_error(distilled: dict[str, Path], tmp_path: Pa
     def hangs_after_three(body: dict[str, Any], count: int) -> Reply:
         return answer(finsight_reply(), delay=0 if len(server.requests) <= 3 else 5)
 
-    with FakeOpenAI(hangs_after_three) as server:
+    with FakeOpenAI(hangs_after_three, models=("m",)) as server:
         started = time.monotonic()
         limits = ["--concurrency", "1", "--timeout", "0.5", "--max-retries", "0"]
         rc = run_eval("--data", str(distilled["finsight"]), "--endpoint", server.base_url, "--model", "m", *limits,
@@ -279,7 +282,7 @@ def test_an_openai_compatible_teacher_is_a_reference_with_the_same_settings(
 ) -> None:
     key = "sk-test-" + os.urandom(8).hex()  # made up per run, like a real key it must never be written
     monkeypatch.setenv("TEACHER_KEY", key)
-    with FakeOpenAI(base_and_tuned, api_key=key) as server:
+    with FakeOpenAI(base_and_tuned, api_key=key, models=SERVED) as server:
         assert run_eval("--data", str(distilled["finsight"]), "--limit", "5", "--teacher", "openai",
                         "--teacher-base-url", server.base_url, "--teacher-model", "tuned", "--teacher-api-key-env",
                         "TEACHER_KEY", "--seed", "3", "--out", str(tmp_path)) == 0  # fmt: skip

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from data_gen.budget import Budget, BudgetExhausted
+from data_gen.budget import ANSWERED, FAILED, UNANSWERED, Budget, BudgetExhausted, Spent
 from data_gen.chat import Usage
 from data_gen.fake_server import max_in_window
 from data_gen.limits import AdaptiveConcurrency, Governor, RateWindow
@@ -169,32 +169,95 @@ def test_waiters_get_slots_in_order_and_a_cancelled_waiter_loses_no_slot() -> No
     assert order == list(range(6)) and in_flight == 0
 
 
-def test_budget_reserves_the_worst_case_and_counts_what_was_used() -> None:
-    price = Price(input=1.0, output=2.0)  # USD per million tokens
-    recorded = []
-    budget = Budget(max_cost=0.01, max_tokens=None, price=price, record=lambda k, u, c: recorded.append((k, c)))
-    first = budget.reserve(1000, 1000)  # worst case $0.003
-    second = budget.reserve(1000, 1000)
-    third = budget.reserve(1000, 1000)
-    with pytest.raises(BudgetExhausted, match="--max-cost"):
-        budget.reserve(1000, 1000)  # $0.012 reserved in all would pass $0.01
-    budget.settle(first, Usage(1000, 100), "a")
-    budget.settle(second, None, "b")  # a failed attempt: counted as a call, costs nothing
-    budget.settle(third, Usage(1000, 1000), "c")
-    assert budget.calls == 3 and [k for k, _ in recorded] == ["a", "b", "c"]
-    assert budget.spent_cost == pytest.approx((1000 + 200 + 1000 + 2000) / 1e6)
-    assert budget.reserved_cost == pytest.approx(0.0)
-    resumed = Budget(max_cost=0.01, max_tokens=None, price=price, spent_cost=budget.spent_cost)
-    resumed.reserve(1000, 1000)  # a later run starts from what was spent
-    with pytest.raises(BudgetExhausted):
-        resumed.reserve(1000, 1000)
+class Ledger:
+    """The two calls Budget makes on cache.ResponseCache, kept in a list."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def reserve_call(self, key: str, usage: Usage, cost: float) -> int:
+        self.rows.append({"key": key, "state": "reserved", "usage": usage, "cost": cost})
+        return len(self.rows) - 1
+
+    def settle_call(self, call: int, state: str, usage: Usage, cost: float, estimated: bool) -> None:
+        self.rows[call].update(state=state, usage=usage, cost=cost, estimated=estimated)
+
+
+def test_budget_reserves_the_worst_case_waits_for_settlement_and_counts_what_was_used() -> None:
+    price = Price(input=1.0, output=2.0)  # USD per million tokens: a worst case of 1,000 + 1,000 is $0.003
+
+    async def run() -> tuple[Budget, Ledger]:
+        ledger = Ledger()
+        budget = Budget(max_cost=0.01, price=price, ledger=ledger)
+        first = await budget.reserve(1000, 1000, "a")
+        second = asyncio.ensure_future(budget.reserve(1000, 1000, "b"))
+        await asyncio.sleep(0.01)
+        assert not second.done()  # nothing answered yet: a capped run sends one request at a time
+        assert ledger.rows[0]["state"] == "reserved"  # on record before it is sent
+        budget.settle(first, ANSWERED, Usage(900, 100))  # $0.0011
+        b = await second
+        c = await budget.reserve(1000, 1000, "c")  # 0.0011 + 0.003 + 0.003 = $0.0071 fits
+        fourth = asyncio.ensure_future(budget.reserve(1000, 1000, "d"))  # + 0.003 would pass $0.01: it waits
+        await asyncio.sleep(0.01)
+        assert not fourth.done()
+        budget.settle(b, FAILED)  # an error answer: nothing to pay
+        d = await fourth
+        budget.settle(c, UNANSWERED)  # sent, no answer: counted at its worst case
+        budget.settle(d, ANSWERED, Usage(1000, 1000), estimated=True)
+        with pytest.raises(BudgetExhausted, match=r"\$0\.0071 of --max-cost \$0\.0100 is spent, \$0\.0000 reserved"):
+            await budget.reserve(1000, 1000, "e")  # nothing in flight and its worst case does not fit: stop
+        return budget, ledger
+
+    budget, ledger = asyncio.run(run())
+    assert [r["state"] for r in ledger.rows] == ["answered", "failed", "unanswered", "answered"]
+    assert [r["cost"] for r in ledger.rows] == pytest.approx([0.0011, 0.0, 0.003, 0.003])
+    assert ledger.rows[2]["estimated"] and ledger.rows[3]["estimated"] and not ledger.rows[0]["estimated"]
+    assert budget.calls == 4 and budget.spent_cost == pytest.approx(0.0071) and budget.reserved_cost == 0
+    assert budget.in_flight == 0
+
+
+def test_a_later_run_starts_from_what_the_ledger_holds() -> None:
+    async def run() -> None:
+        budget = Budget(max_cost=0.01, price=Price(1.0, 2.0), spent=Spent(cost=0.008))
+        with pytest.raises(BudgetExhausted):
+            await budget.reserve(1000, 1000)  # $0.008 + $0.003 > $0.01
+
+    asyncio.run(run())
+
+
+def test_reservations_learn_when_the_server_counts_more_than_the_client() -> None:
+    async def run() -> Budget:
+        budget = Budget(max_tokens=100_000)
+        first = await budget.reserve(1000, 500)
+        budget.settle(first, ANSWERED, Usage(2000, 800))  # twice the prompt estimate, more than max_tokens
+        return budget
+
+    budget = asyncio.run(run())
+    assert budget.prompt_ratio == pytest.approx(2.2) and budget.completion_ratio == pytest.approx(1.76)
+    assert budget.worst_case(1000, 500) == Usage(2200, 880)  # the next one reserves what such an answer takes
 
 
 def test_token_budget() -> None:
-    budget = Budget(max_cost=None, max_tokens=5000, price=None, spent_tokens=1000)
-    budget.reserve(1000, 2000)
-    with pytest.raises(BudgetExhausted, match="--max-tokens 5,000"):
-        budget.reserve(1000, 1000)
+    async def run() -> None:
+        budget = Budget(max_tokens=5000, spent=Spent(tokens=1000))
+        first = await budget.reserve(1000, 2000)
+        budget.settle(first, ANSWERED, Usage(1000, 2000))
+        with pytest.raises(BudgetExhausted, match="--max-tokens 5,000"):
+            await budget.reserve(1000, 1000)
+
+    asyncio.run(run())
+
+
+def test_an_uncapped_budget_never_waits_and_still_records_every_call() -> None:
+    async def run() -> Ledger:
+        ledger = Ledger()
+        budget = Budget(ledger=ledger)
+        held = [await budget.reserve(10_000, 10_000) for _ in range(50)]  # no cap: no waiting, no caution
+        for reservation in held:
+            budget.settle(reservation, ANSWERED, Usage(10, 10))
+        return ledger
+
+    assert [r["state"] for r in asyncio.run(run()).rows] == ["answered"] * 50
 
 
 def test_governor_releases_everything_when_an_attempt_fails() -> None:
@@ -202,16 +265,20 @@ def test_governor_releases_everything_when_an_attempt_fails() -> None:
         status_code = 503
 
     async def run() -> tuple[Governor, Budget]:
-        budget = Budget(max_cost=None, max_tokens=10_000, price=None)
+        budget = Budget(max_tokens=10_000)
         governor = Governor(AdaptiveConcurrency(2, min_window=2), rpm=100, tpm=50_000, budget=budget)
         with pytest.raises(Overloaded):
-            async with governor.slot(1000, 500, "k"):
+            async with governor.slot(1000, 500, "k") as slot:
+                slot.failed()  # an error answer (the client marks HTTP errors so): nothing billed
                 raise Overloaded
         async with governor.slot(1000, 500, "k") as slot:
             slot.done(Usage(900, 100), 0.05)
+        with pytest.raises(TimeoutError):
+            async with governor.slot(1000, 500, "k"):
+                raise TimeoutError  # sent, never answered: it may be billed, so its worst case counts
         return governor, budget
 
     governor, budget = asyncio.run(run())
     assert governor.concurrency.in_flight == 0 and governor.concurrency.decreases == 1  # the 503 counted
-    assert budget.reserved_tokens == 0 and budget.spent_tokens == 1000 and budget.calls == 2
-    assert governor.tpm is not None and governor.tpm._used == 1000  # the estimate was replaced by the usage
+    assert budget.reserved_tokens == 0 and budget.spent_tokens == 1000 + 1500 and budget.calls == 3
+    assert governor.tpm is not None and governor.tpm._used == 1000  # estimates replaced by the usage (or 0)

@@ -125,9 +125,9 @@ def test_the_budget_is_never_exceeded_retries_included_and_a_higher_cap_resumes(
         assert counts["rejected_by_reason"]["budget_exhausted"] >= 1 and counts["accepted"] >= 1
         cache = ResponseCache(out / "cache.sqlite")
         spent = cache.spent()
-        assert spent["cost"] <= cap  # the contract
-        assert spent["calls"] == len(server.requests)  # every call is in the ledger, failed attempts included
-        assert manifest["budget"]["spent_cost_usd_all_runs"] == pytest.approx(spent["cost"])
+        assert spent.cost <= cap  # the contract
+        assert spent.calls == len(server.requests)  # every call is in the ledger, failed attempts included
+        assert manifest["budget"]["spent_cost_usd_all_runs"] == pytest.approx(spent.cost)
         stored = {request_key(server.base_url, body) for body in server.requests if cache.get(
             request_key(server.base_url, body))}  # fmt: skip
         cache.close()

@@ -154,14 +154,14 @@ def test_undecodable_bytes(tmp_path: Path) -> None:
     path.write_bytes(b'{"text": "good"}\n{"text": "caf\xe9"}\n')
     strict = read_source(path, text_column="text", encoding="utf-8")
     assert [r.reason for r in strict.rejected] == ["undecodable_text"]
-    assert "line 2" in strict.rejected[0].detail
-    auto = read_source(path, text_column="text")
+    assert "row 2" in strict.rejected[0].detail and "byte 0xe9" in strict.rejected[0].detail
+    auto = read_source(path, text_column="text")  # no line decodes as non-ASCII UTF-8: the file is Latin-1
     assert [r.text for r in auto.records] == ["good", "café"] and auto.notes
 
-    csv_path = tmp_path / "bad.csv"
-    csv_path.write_bytes(b"text\ncaf\xe9\n")
-    with pytest.raises(InputError, match=r"cannot decode byte 0xe9 at offset 8 \(line 2\) as utf-8"):
-        read_source(csv_path, text_column="text", encoding="utf-8")
+    csv_path = tmp_path / "bad.csv"  # a tabular file loses the row, not the file
+    csv_path.write_bytes(b"text\ncaf\xe9\nfine\n")
+    table = read_source(csv_path, text_column="text", encoding="utf-8")
+    assert [r.text for r in table.records] == ["fine"] and [r.reason for r in table.rejected] == ["undecodable_text"]
 
 
 def test_quoted_csv_fields_with_commas_and_cashtags(tmp_path: Path) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
+from data_gen import redact
 from data_gen.chat import ChatRequest, Completion
 from data_gen.client import ChatClient
 from data_gen.config import ConfigError, DistillConfig
 from data_gen.limits import Governor
 from data_gen.task import Task
+from data_gen.tokens import TokenCounter
 
 
 class Teacher(Protocol):
@@ -45,6 +47,7 @@ def make_teacher(
         api_key = None
         if config.api_key_env:
             api_key = os.environ.get(config.api_key_env)
+            redact.register(api_key)  # masked in every error text and log line from now on
             if not api_key and require_key:
                 raise ConfigError(
                     f"the API key variable {config.api_key_env} is not set: export {config.api_key_env}=... "
@@ -58,6 +61,7 @@ def make_teacher(
             timeout=config.timeout,
             max_retries=config.max_retries,
             governor=governor,
+            counter=TokenCounter(config.tokenizer),
         )
     if config.teacher == "local":
         from data_gen.teachers.local import LocalTeacher

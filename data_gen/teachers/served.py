@@ -20,7 +20,7 @@ import importlib.util
 from operator import itemgetter
 from typing import Any
 
-from data_gen.chat import normalize_endpoint
+from data_gen.chat import Usage, normalize_endpoint
 from data_gen.client import ChatClient, describe_error
 from data_gen.config import ConfigError
 from data_gen.teachers.local import Scored, clamp, conversation_ids, load_tokenizer, tokenizer_fingerprint
@@ -125,7 +125,7 @@ class ServedScorer:
         listed = self.model if self.model in served_models else (served_models or [None])[0]
         body = {"model": listed, "messages": PROBE, "add_generation_prompt": False}  # old vLLMs require a model
         try:
-            answer, _ = await self.client.post(self.root + "/tokenize", body, 0, 0)
+            answer, _, _ = await self.client.post(self.root + "/tokenize", body, 0, 0)
         except openai.APIStatusError as exc:
             raise ConfigError(
                 f"--kd-teacher {self.path} cannot tokenize ({describe_error(exc)}), so neither its tokenizer nor its "
@@ -170,7 +170,9 @@ class ServedScorer:
             "return_tokens_as_token_ids": True,
             "add_special_tokens": False,
         }
-        response, _ = await self.client.post("/completions", body, len(input_ids), 1)
+        response, _, _ = await self.client.post(
+            "/completions", body, len(input_ids), 1, count=lambda _: Usage(len(input_ids), 1)
+        )
         return scored_from_echo(response, input_ids, prompt_tokens, top_k)
 
     async def close(self) -> None:
