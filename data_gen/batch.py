@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from data_gen.cache import ResponseCache
-from data_gen.chat import ChatRequest, Completion, completion_from_response, request_key
+from data_gen.chat import ChatRequest, Completion, Usage, completion_from_response, reported_usage, request_key
+from data_gen.pricing import Price
+from data_gen.tokens import TokenCounter
 
 MAX_LINES = 50_000  # OpenAI Batch API limits per input file
 MAX_BYTES = 200 * 1024 * 1024
@@ -133,10 +135,12 @@ class IngestReport:
         return out
 
 
-def ingest(paths: list[Path], cache: ResponseCache) -> IngestReport:
-    """Store every successful line of batch output files (OpenAI Batch API or ``vllm run-batch``) in the cache.
-    Failed lines (an ``error``, a non-200 status, a body without choices) are counted with their reason and left
-    unanswered, so they are asked again; nothing is dropped silently."""
+def ingest(paths: list[Path], cache: ResponseCache, price: Price | None = None) -> IngestReport:
+    """Store every successful line of batch output files (OpenAI Batch API or ``vllm run-batch``) in the cache and
+    record it in the ledger at ``price`` (the batch price), so that a later run's cap counts it (a line without
+    usage is counted by the client, flagged estimated). Failed lines (an ``error``, a non-200 status, a body
+    without choices) are counted with their reason and left unanswered, so they are asked again; nothing is dropped
+    silently."""
     report = IngestReport()
     seen: set[str] = set()
     for path in paths:
@@ -165,6 +169,11 @@ def ingest(paths: list[Path], cache: ResponseCache) -> IngestReport:
                     continue
                 endpoint, body = request
                 cache.put(key, endpoint, body, completion)
+                usage = None if completion.usage_estimated else completion.usage
+                if usage is None:
+                    counter = TokenCounter()
+                    usage = Usage(counter.messages(body.get("messages") or []), counter.count(completion.text))
+                cache.add_call(key, usage, price.cost(usage) if price else 0.0, estimated=completion.usage_estimated)
                 report.stored += 1
     report.missing = len(cache.pending_batch_keys())
     return report
@@ -185,9 +194,11 @@ def _completion(item: dict[str, Any]) -> tuple[Completion | None, str | None]:
     if not isinstance(body, dict) or not body.get("choices"):
         return None, "no_choices"
     try:
-        return completion_from_response(body), None
+        completion = completion_from_response(body)
     except (KeyError, TypeError, ValueError, IndexError):
         return None, "malformed_body"
+    completion.usage_estimated = reported_usage(body) is None
+    return completion, None
 
 
 def _fail(report: IngestReport, reason: str, where: str) -> None:

@@ -121,9 +121,9 @@ class Budget:
             return False
         return self.max_cost is None or self.spent_cost + self.reserved_cost + cost <= self.max_cost + 1e-12
 
-    async def reserve(self, prompt_estimate: int, completion_limit: int, key: str = "") -> Reservation:
-        """Hold one attempt's worst case (durably, in the ledger) before it is sent. Under a cap, wait while it does
-        not fit and requests are in flight; raise BudgetExhausted, sending nothing, when none are."""
+    async def reserve(self, prompt_estimate: int, completion_limit: int) -> Reservation:
+        """Hold one attempt's worst case before it is sent. Under a cap, wait while it does not fit and requests
+        are in flight; raise BudgetExhausted, sending nothing, when none are."""
         while True:
             usage = self.worst_case(prompt_estimate, completion_limit)
             cost = self._cost(usage)
@@ -137,14 +137,25 @@ class Budget:
         self.reserved_tokens += usage.total_tokens
         self.reserved_cost += cost
         self.in_flight += 1
-        call = self.ledger.reserve_call(key, usage, cost) if self.ledger is not None else None
-        return Reservation(usage, cost, prompt_estimate, completion_limit, call)
+        return Reservation(usage, cost, prompt_estimate, completion_limit)
+
+    def sending(self, reservation: Reservation, key: str = "") -> None:
+        """The attempt goes out now: its reservation is written to the ledger first (committed), so that a run
+        killed while it is in flight still counts it."""
+        if self.ledger is not None:
+            reservation.call = self.ledger.reserve_call(key, reservation.usage, reservation.cost)
+
+    def release(self, reservation: Reservation) -> None:
+        """An attempt that was never sent (cancelled while it waited for a slot): it costs nothing, it is no call."""
+        self._return(reservation, Usage(), 0.0)
 
     def settle(self, reservation: Reservation, state: str, usage: Usage | None = None, estimated: bool = False) -> None:
         """Replace the reservation by what the attempt cost: ``usage`` for an answer (``estimated`` when the client
         counted it), nothing for a failure, the reservation itself for an attempt that got no answer."""
         if state == ANSWERED and usage is not None:
-            self._learn(reservation, usage)
+            self.observed += 1
+            if not estimated:  # the client's own count teaches nothing about how the server counts
+                self._learn(reservation, usage)
             counted, cost, flagged = usage, self._cost(usage), estimated
             if estimated and self.estimated_calls == 0:
                 log.warning(
@@ -161,6 +172,9 @@ class Budget:
         self.calls += 1
         if self.ledger is not None and reservation.call is not None:
             self.ledger.settle_call(reservation.call, state, counted, cost, flagged)
+        self._return(reservation, counted, cost)
+
+    def _return(self, reservation: Reservation, counted: Usage, cost: float) -> None:
         self.reserved_tokens -= reservation.usage.total_tokens
         self.reserved_cost -= reservation.cost
         self.in_flight -= 1
@@ -171,7 +185,6 @@ class Budget:
 
     def _learn(self, reservation: Reservation, usage: Usage) -> None:
         """Scale later reservations so that an answer like this one would have fitted in its own."""
-        self.observed += 1
         if reservation.estimate > 0:
             self.prompt_ratio = max(self.prompt_ratio, MARGIN * usage.prompt_tokens / reservation.estimate)
         if reservation.limit > 0 and usage.completion_tokens > reservation.limit:
@@ -179,11 +192,9 @@ class Budget:
 
     def _refusal(self, usage: Usage, cost: float) -> str:
         """Why the next attempt is not sent: what it could take, what is spent and what is reserved."""
-        lost = (
-            f"; {self.before.lost} requests in flight when an earlier run stopped count at their worst case"
-            if (self.before.lost)
-            else ""
-        )
+        lost = ""
+        if self.before.lost:
+            lost = f"; {self.before.lost} requests in flight when an earlier run stopped count at their worst case"
         if self.max_cost is not None and not self.spent_cost + self.reserved_cost + cost <= self.max_cost + 1e-12:
             return (
                 f"the next request could cost up to ${cost:.4f} ({usage.prompt_tokens:,} prompt + "

@@ -157,6 +157,11 @@ class ResponseCache:
         )
         return int(cursor.lastrowid or 0)
 
+    def add_call(self, key: str, usage: Usage, cost: float, estimated: bool = False) -> None:
+        """An answer paid for outside this client (a batch file's result line)."""
+        call = self.reserve_call(key, usage, cost)
+        self.settle_call(call, "answered", usage, cost, estimated)
+
     def settle_call(self, call: int, state: str, usage: Usage, cost: float, estimated: bool) -> None:
         """What the attempt really cost (see budget.py for what each state counts)."""
         self._db.execute(

@@ -85,9 +85,11 @@ class FakeOpenAI:
         port: int = 0,
         fail_429: float = 0.0,
         models: tuple[str, ...] | None = ("fake",),
+        usage_scale: float = 1.0,
     ) -> None:
         self.script = script
         self.models = models  # what GET /models lists (None: the server has no such route); any name is answered
+        self.usage_scale = usage_scale  # realistic usage times this: a tokenizer that counts more than ~4 chars/token
         self.api_key = api_key
         self.latency = latency
         self.rpm_limit = rpm_limit
@@ -100,6 +102,7 @@ class FakeOpenAI:
         self.auth_headers: list[str | None] = []
         self.seen: Counter[str] = Counter()
         self.times: list[float] = []
+        self.billed_tokens = 0  # with realistic_usage: the tokens of every answer, reported or not
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -175,9 +178,14 @@ class FakeOpenAI:
                 if reply.reasoning is not None:
                     message[reply.reasoning_field] = reply.reasoning
                 usage = dict(reply.usage) if reply.usage is not None else None
-                if usage is not None and fake.realistic_usage:
+                if fake.realistic_usage:  # what this server bills, whether or not it reports it
                     chars = sum(len(m.get("content") or "") for m in body.get("messages", []))
-                    usage = {"prompt_tokens": chars // 4 + 1, "completion_tokens": len(reply.content or "") // 4 + 1}
+                    scale = fake.usage_scale
+                    billed = {"prompt_tokens": int(scale * chars / 4) + 1,
+                              "completion_tokens": int(scale * len(reply.content or "") / 4) + 1}  # fmt: skip
+                    with fake._lock:
+                        fake.billed_tokens += billed["prompt_tokens"] + billed["completion_tokens"]
+                    usage = billed if usage is not None else None
                 if usage is not None:
                     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                     if reply.cached_tokens is not None:
@@ -263,6 +271,8 @@ def main() -> None:
     parser.add_argument("--rpm-limit", type=int, default=None, help="answer 429 past this many requests a minute")
     parser.add_argument("--fail-429", type=float, default=0.0, help="answer this share of requests with 429")
     parser.add_argument("--api-key", default=None, help="require this bearer token")
+    parser.add_argument("--usage-scale", type=float, default=1.0, help="report this many times ~4 chars/token")
+    parser.add_argument("--no-usage", action="store_true", help="report no usage at all, as some servers do")
     parser.add_argument("--times", default=None, help="on exit, write the arrival time of every request here")
     parser.add_argument(
         "--exit-after", type=int, default=None, help="answer this many requests, then die (exit status 1) on the next"
@@ -272,7 +282,10 @@ def main() -> None:
     def script(body: dict[str, Any], count: int) -> Reply:
         if args.exit_after is not None and len(server.requests) > args.exit_after:
             os._exit(1)  # a crash: no answer, no cleanup
-        return always_valid(body, count)
+        reply = always_valid(body, count)
+        if args.no_usage:
+            reply.usage = None
+        return reply
 
     server = FakeOpenAI(
         script,
@@ -282,6 +295,7 @@ def main() -> None:
         realistic_usage=True,
         port=args.port,
         fail_429=args.fail_429,
+        usage_scale=args.usage_scale,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -291,7 +305,8 @@ def main() -> None:
             stop.wait()
     if args.times:
         with open(args.times, "w", encoding="utf-8") as handle:
-            json.dump({"times": server.times, "rejected_by_limit": server.rejected_by_limit}, handle)
+            json.dump({"times": server.times, "rejected_by_limit": server.rejected_by_limit,
+                       "billed_tokens": server.billed_tokens}, handle)  # fmt: skip
 
 
 if __name__ == "__main__":

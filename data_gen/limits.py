@@ -230,7 +230,7 @@ class Governor:
     async def slot(self, prompt_estimate: int, completion_limit: int, key: str = "") -> AsyncIterator[Slot]:
         reservation: Reservation | None = None
         if self.budget is not None:
-            reservation = await self.budget.reserve(prompt_estimate, completion_limit, key)  # or BudgetExhausted
+            reservation = await self.budget.reserve(prompt_estimate, completion_limit)  # or BudgetExhausted
         slot = Slot(prompt_estimate, completion_limit)
         token_entry = None
         try:
@@ -240,6 +240,8 @@ class Governor:
                     await self.rpm.acquire(1)
                 if self.tpm is not None:
                     token_entry = await self.tpm.acquire(prompt_estimate + completion_limit)
+                if reservation is not None and self.budget is not None:
+                    self.budget.sending(reservation, key)  # on record before it leaves
                 slot.sent = True  # from here on the request may reach the server
                 yield slot
             except BaseException as exc:
@@ -251,7 +253,10 @@ class Governor:
             if token_entry is not None and self.tpm is not None:
                 self.tpm.adjust(token_entry, slot.usage.total_tokens if slot.usage else 0)
             if reservation is not None and self.budget is not None:
-                self.budget.settle(reservation, slot.state if slot.sent else FAILED, slot.usage, slot.estimated)
+                if slot.sent:
+                    self.budget.settle(reservation, slot.state, slot.usage, slot.estimated)
+                else:
+                    self.budget.release(reservation)
 
 
 def _congested(exc: BaseException) -> bool:

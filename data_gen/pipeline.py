@@ -398,7 +398,7 @@ async def distill(config: DistillConfig, argv: list[str] | None = None) -> dict[
     cache = ResponseCache(out / "cache.sqlite") if keep else None
     try:
         if config.batch_ingest:
-            return _ingest(config, cache)
+            return _ingest(config, cache, price.batch() if price is not None else None)
         return await _distill_into(config, task, price, cache, out, started, argv, needs_key)
     except (ConfigError, TeacherSetupError):
         if cache is None or cache.spent(cache.run).calls == 0:  # refused before anything was paid for
@@ -522,14 +522,14 @@ def _budget(config: DistillConfig, cache: ResponseCache | None, price: Price | N
     return Budget(config.max_cost, config.max_tokens, price, cache, spent, name=name, counting=counting)
 
 
-def _ingest(config: DistillConfig, cache: ResponseCache | None) -> dict[str, Any]:
+def _ingest(config: DistillConfig, cache: ResponseCache | None, price: Price | None) -> dict[str, Any]:
     if cache is None:
         raise ConfigError("--batch-ingest needs --out (the output directory the batch files were written for)")
     paths = [Path(p) for p in config.batch_ingest]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise InputError(f"batch output file(s) not found: {', '.join(missing)}")
-    report = ingest(paths, cache)
+    report = ingest(paths, cache, price)
     for line in report.lines_of_text():
         print(line)
     return {"batch_ingest": report.__dict__ | {"failed": dict(report.failed)}}

@@ -31,7 +31,7 @@ from data_gen.report import versions
 from data_gen.task import Task, load_task
 from data_gen.teachers import make_teacher
 from eval import overlap, report
-from eval.backends import ServerError, check_models, groups, serve, vllm_command
+from eval.backends import Served, ServerError, check_models, groups, serve, vllm_command
 from eval.calibration import label_probs, reliability
 from eval.config import EvalConfig, validate
 from eval.data import EvalSet, load_eval_set
@@ -72,8 +72,8 @@ async def collect(
                 )
                 try:
                     await client.check()
-                    if served.process is None:  # a running server: does it serve this name at all?
-                        await _check_listed(client, served.label)
+                    if served.process is None and served is served_models[0]:  # a running server: before any
+                        await _check_listed(client, served_models)  # request, does it serve these names at all?
                     asker = CachedTeacher(client, cache) if cache is not None else client
                     answers[served.label] = await generate(
                         asker,
@@ -114,13 +114,15 @@ async def collect(
     return answers, models
 
 
-async def _check_listed(client: ChatClient, label: str) -> None:
-    """One line, before any request, when the endpoint lists its models and this one is not among them."""
+async def _check_listed(client: ChatClient, served: list[Served]) -> None:
+    """One line, before any request, when the endpoint lists its models and one asked for is not among them."""
     listed = await client.models()
-    if listed is not None and client.model not in listed:
-        shown = ", ".join(repr(name) for name in listed[:8]) or "no model"
-        flag = "--adapter" if label == "tuned" else "--model"
-        raise ConfigError(f"{client.base_url} serves {shown}, not {client.model!r}: pass {flag} with a name it serves")
+    for model in served:
+        if listed is not None and model.name not in listed:
+            shown = ", ".join(repr(name) for name in listed[:8]) or "no model"
+            flag = "--adapter" if model.label == "tuned" else "--model"
+            raise ConfigError(f"{client.base_url} serves {shown}, not {model.name!r}: pass {flag} with a name it "
+                              "serves")  # fmt: skip
 
 
 def score(

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from data_gen.budget import ANSWERED, FAILED, UNANSWERED, Budget, BudgetExhausted, Spent
+from data_gen.budget import ANSWERED, FAILED, UNANSWERED, Budget, BudgetExhausted, Reservation, Spent
 from data_gen.chat import Usage
 from data_gen.fake_server import max_in_window
 from data_gen.limits import AdaptiveConcurrency, Governor, RateWindow
@@ -189,15 +189,21 @@ def test_budget_reserves_the_worst_case_waits_for_settlement_and_counts_what_was
     async def run() -> tuple[Budget, Ledger]:
         ledger = Ledger()
         budget = Budget(max_cost=0.01, price=price, ledger=ledger)
-        first = await budget.reserve(1000, 1000, "a")
-        second = asyncio.ensure_future(budget.reserve(1000, 1000, "b"))
+
+        async def send(key: str) -> Reservation:  # what the governor does for every attempt
+            reservation = await budget.reserve(1000, 1000)
+            budget.sending(reservation, key)
+            return reservation
+
+        first = await send("a")
+        second = asyncio.ensure_future(send("b"))
         await asyncio.sleep(0.01)
         assert not second.done()  # nothing answered yet: a capped run sends one request at a time
         assert ledger.rows[0]["state"] == "reserved"  # on record before it is sent
         budget.settle(first, ANSWERED, Usage(900, 100))  # $0.0011
         b = await second
-        c = await budget.reserve(1000, 1000, "c")  # 0.0011 + 0.003 + 0.003 = $0.0071 fits
-        fourth = asyncio.ensure_future(budget.reserve(1000, 1000, "d"))  # + 0.003 would pass $0.01: it waits
+        c = await send("c")  # 0.0011 + 0.003 + 0.003 = $0.0071 fits
+        fourth = asyncio.ensure_future(send("d"))  # + 0.003 would pass $0.01: it waits
         await asyncio.sleep(0.01)
         assert not fourth.done()
         budget.settle(b, FAILED)  # an error answer: nothing to pay
@@ -205,7 +211,7 @@ def test_budget_reserves_the_worst_case_waits_for_settlement_and_counts_what_was
         budget.settle(c, UNANSWERED)  # sent, no answer: counted at its worst case
         budget.settle(d, ANSWERED, Usage(1000, 1000), estimated=True)
         with pytest.raises(BudgetExhausted, match=r"\$0\.0071 of --max-cost \$0\.0100 is spent, \$0\.0000 reserved"):
-            await budget.reserve(1000, 1000, "e")  # nothing in flight and its worst case does not fit: stop
+            await send("e")  # nothing in flight and its worst case does not fit: stop
         return budget, ledger
 
     budget, ledger = asyncio.run(run())
@@ -254,6 +260,7 @@ def test_an_uncapped_budget_never_waits_and_still_records_every_call() -> None:
         budget = Budget(ledger=ledger)
         held = [await budget.reserve(10_000, 10_000) for _ in range(50)]  # no cap: no waiting, no caution
         for reservation in held:
+            budget.sending(reservation)
             budget.settle(reservation, ANSWERED, Usage(10, 10))
         return ledger
 

@@ -191,6 +191,10 @@ def test_batch_round_trip_completes_with_zero_live_requests(distill, tmp_path: P
         done = distill(*args(server, news), out=out)
         assert done.code == 0 and done.manifest["counts"]["accepted"] == 10
         assert server.requests == [] and done.manifest["requests"]["sent"] == 0
+    # the answers were paid for at batch prices: the ledger holds them, and a later cap counts them
+    batch_cost = 10 * (100 * 0.27 + 50 * 1.10) / 1e6 * 0.5  # deepseek-chat list prices, half for batch
+    assert done.manifest["budget"]["spent_cost_usd_all_runs"] == pytest.approx(batch_cost)
+    assert done.manifest["budget"]["calls_all_runs"] == 10
 
 
 def test_failed_and_missing_batch_lines_are_reported_and_asked_again(distill, tmp_path: Path) -> None:
