@@ -20,11 +20,15 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from data_gen.config import ConfigError
+
+if TYPE_CHECKING:
+    from data_gen.cache import ResponseCache
 
 MARKER = ".fin-distill.json"
 STORE = ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "cache.sqlite-journal")
@@ -146,6 +150,28 @@ class OutputDir:
         self.before = {p.name for p in self.path.iterdir()} if self.existed else set()
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / MARKER).write_text(json.dumps(self.job, indent=1) + "\n", encoding="utf-8")
+
+    @contextlib.contextmanager
+    def run(self, store: bool) -> Iterator[ResponseCache | None]:
+        """Create the folder and open its store (``cache.sqlite``, when ``store``) for one run. A run refused on the
+        way (ConfigError, TeacherSetupError) before it stored or paid for anything removes what it created."""
+        from data_gen.cache import ResponseCache
+        from data_gen.client import TeacherSetupError
+
+        self.create()
+        cache = ResponseCache(self.path / "cache.sqlite") if store else None
+        try:
+            yield cache
+        except (ConfigError, TeacherSetupError):
+            if cache is None or (len(cache) == 0 and cache.spent(cache.run).calls == 0):
+                if cache is not None:
+                    cache.close()
+                    cache = None
+                self.discard()
+            raise
+        finally:
+            if cache is not None:
+                cache.close()
 
     def discard(self) -> None:
         """After a run refused before it spent anything: remove what it created (never a file that was there)."""

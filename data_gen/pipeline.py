@@ -26,7 +26,7 @@ from data_gen.batch import BatchingTeacher, BatchWriter, ingest
 from data_gen.budget import Budget
 from data_gen.cache import CachedTeacher, ResponseCache
 from data_gen.chat import Usage, normalize_endpoint
-from data_gen.client import TeacherSetupError, describe_error, is_fatal, is_request_error
+from data_gen.client import describe_error, is_fatal, is_request_error
 from data_gen.config import ConfigError, DistillConfig, kd_server
 from data_gen.dedup import Deduplicator
 from data_gen.distiller import Distiller, Outcome, run_bounded
@@ -394,22 +394,10 @@ async def distill(config: DistillConfig, argv: list[str] | None = None) -> dict[
             if cache is not None:
                 cache.close()
     assert out is not None and folder is not None
-    folder.create()
-    cache = ResponseCache(out / "cache.sqlite") if keep else None
-    try:
+    with folder.run(store=keep) as cache:  # a run refused before it paid for anything leaves nothing behind
         if config.batch_ingest:
             return _ingest(config, cache, price.batch() if price is not None else None)
         return await _distill_into(config, task, price, cache, out, started, argv, needs_key)
-    except (ConfigError, TeacherSetupError):
-        if cache is None or cache.spent(cache.run).calls == 0:  # refused before anything was paid for
-            if cache is not None:
-                cache.close()
-                cache = None
-            folder.discard()
-        raise
-    finally:
-        if cache is not None:
-            cache.close()
 
 
 async def _dry_run(

@@ -20,6 +20,7 @@ from data_gen.chat import Usage, request_key
 from data_gen.config import kd_server
 from data_gen.metrics import report_from_pairs
 from data_gen.pricing import Price
+from data_gen.tokens import TokenCounter
 from data_gen.writers import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
@@ -90,7 +91,8 @@ def estimate(
 
     distiller = Distiller(config, task, teacher)
     limit = distiller.params["max_tokens"]
-    to_send = cached = prompt_chars = 0
+    counter = TokenCounter(config.tokenizer)  # what the budget reserves: exact with --tokenizer, else conservative
+    to_send = cached = prompt_chars = counted = 0
     for record in work.rows():
         request = distiller.first_request(record)
         if cache is not None and cache.contains(request_key(teacher.endpoint, request.body()), limit):
@@ -98,11 +100,12 @@ def estimate(
             continue
         to_send += 1
         prompt_chars += request.prompt_chars()
+        counted += counter.messages(request.messages)
     prompt = int(prompt_chars / CHARS_PER_TOKEN)
     expected = Usage(prompt, to_send * task.expected_completion_tokens)
     # worst case: every ask uses its whole limit, every row is re-asked max_reasks times and doubled once
     asks = 1 + distiller.max_reasks
-    worst = Usage(prompt * (asks + 1), to_send * limit * (asks + 2))
+    worst = Usage(counted * (asks + 1), to_send * limit * (asks + 2))
     result: dict[str, Any] = {
         "rows": prepared.source.rows,
         "rejected_before_asking": prepared.input_rejected,

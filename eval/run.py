@@ -265,20 +265,8 @@ def run(config: EvalConfig, argv: list[str]) -> dict[str, Any]:
         for line in plan(config, task, evalset):
             print(line)
         return {}
-    folder.create()
-    cache = ResponseCache(out / "cache.sqlite") if config.cache else None
-    try:
+    with folder.run(store=config.cache) as cache:  # a run refused before any answer leaves nothing behind
         answers, models = asyncio.run(collect(config, task, evalset, out, cache))
-    except (ConfigError, TeacherSetupError):
-        if cache is None or len(cache) == 0:  # refused before any answer was stored
-            if cache is not None:
-                cache.close()
-                cache = None
-            folder.discard()
-        raise
-    finally:
-        if cache is not None:
-            cache.close()
     rows, metrics = score(config, task, evalset, answers)
     params = generation_params(config, task)
     for label, completions in answers.items():
