@@ -109,7 +109,6 @@ def readonly(tmp_path: Path) -> Iterator[Path]:
     if os.geteuid() != 0:
         for path in (folder / "data_gen_output", folder):
             path.chmod(0o555)
-        undo = []
     elif subprocess.run(["chattr", "+i", str(folder / "data_gen_output"), str(folder)], capture_output=True
                         ).returncode == 0:  # fmt: skip
         undo = [["chattr", "-i", str(folder), str(folder / "data_gen_output")]]
