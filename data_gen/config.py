@@ -177,6 +177,13 @@ class DistillConfig(SourceOptions):
     )
     name: str | None = _opt(None, "dataset name used in dataset_info.json (default: the task name)")
     formats: list[str] = _opt(["sharegpt", "alpaca"], "training file formats to write", choices=["sharegpt", "alpaca"])
+    training_prompt: str = _opt(
+        "student",
+        "the system prompt in the training files (ShareGPT, Alpaca, KD rows): student (the task's short prompt, the "
+        "output contract in a few lines, which eval asks the student with) or teacher (the full prompt the teacher "
+        "was asked with: schema and few-shot examples)",
+        choices=["student", "teacher"],
+    )
     splits: dict[str, float] = _opt(
         {"train": 0.8, "validation": 0.1, "test": 0.1}, "split fractions, assigned by a hash of the row id"
     )

@@ -275,7 +275,7 @@ async def score_all(config: DistillConfig, task: Task, scorer: Any, work: Worksp
         _row, rid, _split, user, assistant, _meta = item
         try:
             scored = await scorer.score(
-                Example(rid, "", task.system_prompt, user, assistant).messages(), config.kd_top_k
+                Example(rid, "", task.system_for(config.training_prompt), user, assistant).messages(), config.kd_top_k
             )
         except ScoringError as exc:
             return item, None, ("kd_rows_invalid", str(exc))
@@ -344,7 +344,7 @@ def write_outputs(config: DistillConfig, task: Task, work: Workspace, out: Path)
         writer = TrainingWriter(files, config.formats + (["kd"] if config.kd_top_k else []))
         examples = files.open("examples.jsonl")
         for row, rid, split, user, assistant, meta in work.examples():
-            example = Example(rid, split, task.system_prompt, user, assistant, meta)
+            example = Example(rid, split, task.system_for(config.training_prompt), user, assistant, meta)
             if config.kd_top_k:
                 scored = kd.loads(work.kd_of(row) or "")  # every example left after score_all has its rows
                 example.kd = {"logprobs": scored.logprobs, "target_token_ids": scored.token_ids}

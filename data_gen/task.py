@@ -28,6 +28,7 @@ _TASK_KEYS = {
     "answer",
     "schema",
     "system_prompt",
+    "student_prompt",
     "user_prompt",
     "reask_prompt",
     "examples",
@@ -46,6 +47,7 @@ _TASK_KEYS = {
     "control_characters",
 }
 METRIC_KINDS = ("classification", "ordinal", "entities", "text")
+PROMPTS = ("student", "teacher")
 
 
 @dataclass
@@ -101,6 +103,7 @@ class Task:
     expected_completion_tokens: int
     description: str = ""
     metrics: dict[str, str] = field(default_factory=dict)  # answer field -> how eval scores it (METRIC_KINDS)
+    student_template: str = ""  # the student's short system prompt (empty: the student is asked like the teacher)
     # input texts with control characters (other than tab, LF, CR): reject (the default) or keep; NUL never passes
     control_characters: str = "reject"
 
@@ -150,19 +153,41 @@ class Task:
 
     # ---- prompts ----
     @cached_property
-    def system_prompt(self) -> str:
+    def _enums(self) -> dict[str, str]:
+        """``$enum_<field>`` for every field with an enum: prompts name the allowed values from the schema."""
         enums = {}
         for name in self.schema.get("properties", {}):
             try:
                 enums[f"enum_{name}"] = ", ".join(self.enum(name))
             except ConfigError:
                 continue
+        return enums
+
+    @cached_property
+    def system_prompt(self) -> str:
+        """The teacher's system prompt: instructions, the JSON Schema and the few-shot examples."""
+        enums = self._enums
         rendered_examples = "\n\n".join(
             self.user_prompt(ex["text"]) + "\n" + self.render_target(ex.get("thinking"), ex["answer"], keep=True)
             for ex in self.examples
         )
         schema_text = json.dumps(self.schema_for_prompt, ensure_ascii=False, indent=1)
         return Template(self.system_template).substitute(schema=schema_text, examples=rendered_examples, **enums)
+
+    @cached_property
+    def student_system_prompt(self) -> str:
+        """The student's system prompt: the output contract in a few lines, no schema dump, no examples. It is what
+        training files carry (by default) and what base and fine-tuned models are asked with; without a
+        ``student_prompt`` file, the teacher's."""
+        if not self.student_template:
+            return self.system_prompt
+        return Template(self.student_template).substitute(**self._enums)
+
+    def system_for(self, prompt: str) -> str:
+        """The system prompt named ``student`` or ``teacher``."""
+        if prompt not in PROMPTS:
+            raise ConfigError(f"unknown prompt {prompt!r}; choose {' or '.join(PROMPTS)}")
+        return self.student_system_prompt if prompt == "student" else self.system_prompt
 
     @cached_property
     def schema_for_prompt(self) -> dict[str, Any]:
@@ -172,9 +197,13 @@ class Task:
     def user_prompt(self, text: str) -> str:
         return Template(self.user_template).substitute(text=text)
 
-    def messages(self, text: str) -> list[dict[str, str]]:
-        """Chat messages for one input: the static system prompt first, the text last."""
-        return [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": self.user_prompt(text)}]
+    def messages(self, text: str, prompt: str = "teacher") -> list[dict[str, str]]:
+        """Chat messages for one input: the static system prompt (the teacher's, or the ``student``'s) first, the
+        text last."""
+        return [
+            {"role": "system", "content": self.system_for(prompt)},
+            {"role": "user", "content": self.user_prompt(text)},
+        ]
 
     def reask_messages(self, messages: list[dict[str, str]], reply: str, error: str) -> list[dict[str, str]]:
         """The original two messages, the rejected reply and the error: bounded context, never the whole history."""
@@ -323,6 +352,7 @@ def load_task(name_or_path: str) -> Task:
         answer_kind=spec.get("answer", "json"),
         schema=json.loads(read("schema")),
         system_template=read("system_prompt"),
+        student_template=read("student_prompt", required=False),
         user_template=read("user_prompt"),
         reask_template=read("reask_prompt"),
         examples=examples,
@@ -359,5 +389,5 @@ def load_task(name_or_path: str) -> Task:
         error = schema_error(example["answer"], task.validator)
         if error:
             raise ConfigError(f"{directory / spec['examples']} line {example['_line']}: {error}")
-    _ = task.system_prompt, task.labels  # render once: a bad placeholder fails here, not mid-run
+    _ = task.system_prompt, task.student_system_prompt, task.labels  # a bad placeholder fails here, not mid-run
     return task

@@ -3,7 +3,9 @@
 - ``vllm``: one ``vllm serve`` process serves the base model and the LoRA adapter (``--enable-lora
   --lora-modules``), with an explicit ``--generation-config vllm`` (the model's own generation_config.json would
   silently change sampling), the seed, and tensor / data parallel sizes from the config;
-- ``llamafactory``: ``llamafactory-cli api`` per model (CPU works; CI uses it);
+- ``llamacpp``: llama.cpp's ``llama-server`` per model, on GGUF files (the model's, and the LoRA adapter converted
+  with llama.cpp's own ``convert_lora_to_gguf.py``): the fast CPU engine (``eval/llamacpp.py``);
+- ``llamafactory``: ``llamafactory-cli api`` per model (Hugging Face ``generate``; CPU works);
 - ``endpoint``: a server that is already running (a hosted teacher, or ``vllm serve`` started by the user); the
   adapter is then the name the server knows it by.
 
@@ -35,6 +37,7 @@ from data_gen import redact
 from data_gen.cache import fingerprint
 from data_gen.chat import normalize_endpoint
 from data_gen.config import ConfigError
+from eval import llamacpp
 from eval.config import EvalConfig
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's LoRAConfig accepts only these max_lora_rank values
@@ -118,10 +121,10 @@ def check_models(config: EvalConfig) -> None:
                 "pass the base model it was trained on"
             )
     if model:
-        program = config.vllm_bin if config.resolved_backend() == "vllm" else config.llamafactory_cli
+        backend = config.resolved_backend()
+        program = {"vllm": config.vllm_bin, "llamacpp": config.llama_server}.get(backend, config.llamafactory_cli)
         if shutil.which(program) is None:
-            env = config.resolved_backend()
-            raise ConfigError(f"{program} not found: create its environment with sh scripts/setup_env.sh {env}")
+            raise ConfigError(f"{program} not found: create its environment with sh scripts/setup_env.sh {backend}")
 
 
 # ---------------------------------------------------------------- server processes
@@ -263,7 +266,7 @@ def groups(config: EvalConfig) -> list[list[ModelSpec]]:
     specs = model_specs(config)
     if not specs:
         return []
-    return [[spec] for spec in specs] if config.resolved_backend() == "llamafactory" else [specs]
+    return [[spec] for spec in specs] if config.resolved_backend() in ("llamafactory", "llamacpp") else [specs]
 
 
 def identity(config: EvalConfig, spec: ModelSpec, backend: str) -> dict[str, Any]:
@@ -277,7 +280,7 @@ def identity(config: EvalConfig, spec: ModelSpec, backend: str) -> dict[str, Any
         found["adapter_files"] = fingerprint(spec.adapter)
     if backend == "llamafactory":
         found["template"] = config.template
-    if backend == "vllm":
+    if backend in ("vllm", "llamacpp"):
         found.update(seed=config.seed, max_model_len=config.max_model_len, server_args=list(config.server_args))
     return found
 
@@ -298,9 +301,18 @@ def serve(config: EvalConfig, specs: list[ModelSpec], workdir: Path) -> Iterator
         return
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
+    files: dict[str, dict[str, Any]] = {}  # llamacpp: the GGUF files served, which decide the answers
     if backend == "vllm":
         process = ServerProcess(vllm_command(config, specs, port), workdir / "vllm.log")
         names = {s.label: s.label for s in specs}
+    elif backend == "llamacpp":
+        spec = specs[0]
+        gguf = llamacpp.model_gguf(config, spec.model)
+        lora = llamacpp.adapter_gguf(config, spec.adapter, spec.model) if spec.adapter else None
+        argv = llamacpp.command(config, spec.label, gguf, lora, port)
+        process = ServerProcess(argv, workdir / f"llamacpp_{spec.label}.log")
+        names = {spec.label: spec.label}
+        files = {spec.label: llamacpp.identity(config, gguf, lora)}
     else:
         spec = specs[0]
         api_yaml = workdir / f"llamafactory_{spec.label}.yaml"
@@ -314,6 +326,7 @@ def serve(config: EvalConfig, specs: list[ModelSpec], workdir: Path) -> Iterator
     try:
         process.start()
         process.wait_ready(base_url, config.startup_timeout)
-        yield [Served(s.label, base_url, names[s.label], identity(config, s, backend), process) for s in specs]
+        yield [Served(s.label, base_url, names[s.label], {**identity(config, s, backend), **files.get(s.label, {})},
+                      process) for s in specs]  # fmt: skip
     finally:
         process.stop()

@@ -9,7 +9,7 @@ from typing import Any
 
 from data_gen.config import ConfigError, SourceOptions, _opt, check_finite, check_key_variable
 
-BACKENDS = ("auto", "vllm", "llamafactory", "endpoint")
+BACKENDS = ("auto", "vllm", "llamacpp", "llamafactory", "endpoint")
 CONSTRAINED = ("none", "json_schema", "structured_outputs", "guided_json")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,8 +48,9 @@ class EvalConfig(SourceOptions):
     # --- the models ---
     backend: str = _opt(
         "auto",
-        "vllm (starts `vllm serve`), llamafactory (starts `llamafactory-cli api`, runs on CPU) or endpoint (a server "
-        "that is already running); auto: endpoint when --endpoint is given, else vllm",
+        "vllm (starts `vllm serve`, a GPU), llamacpp (starts llama.cpp's `llama-server`: the fast CPU engine, GGUF), "
+        "llamafactory (starts `llamafactory-cli api`, Hugging Face generate) or endpoint (a server that is already "
+        "running); auto: endpoint when --endpoint is given, else vllm",
         choices=list(BACKENDS),
     )
     model: str | None = _opt(
@@ -76,6 +77,13 @@ class EvalConfig(SourceOptions):
     teacher_api_key_env: str | None = _opt("OPENAI_API_KEY", "NAME of the environment variable with the teacher's key")
 
     # --- generation (recorded in results.json) ---
+    prompt: str = _opt(
+        "auto",
+        "the system prompt base and fine-tuned models are asked with: student (the task's short prompt), teacher "
+        "(the teacher's full prompt), or auto: what the training files of a data_gen --data folder carry, else "
+        "student. The teacher is always asked with its own",
+        choices=["auto", "student", "teacher"],
+    )
     temperature: float = _opt(0.0, "sampling temperature (0: greedy)")
     top_p: float | None = _opt(None, "nucleus sampling; omitted from requests when unset")
     max_tokens: int | None = _opt(None, "completion token limit per request (default: the task's limit)")
@@ -98,6 +106,13 @@ class EvalConfig(SourceOptions):
     # --- servers ---
     vllm_bin: str = _opt(_engine_bin("vllm", "vllm"), "the vllm executable")
     llamafactory_cli: str = _opt(_engine_bin("llamafactory", "llamafactory-cli"), "the llamafactory-cli executable")
+    llama_server: str = _opt(_engine_bin("llamacpp", "llama-server"), "llama.cpp's server executable (make llamacpp)")
+    converter_python: str = _opt(
+        _engine_bin("llamafactory", "python"),
+        "llamacpp: the Python (with torch, transformers, gguf) that runs llama.cpp's GGUF converters",
+    )
+    parallel: int = _opt(4, "llamacpp: requests decoded together (server slots, continuous batching)")
+    threads: int | None = _opt(None, "llamacpp: CPU threads (default: all cores)")
     tensor_parallel_size: int = _opt(1, "vllm: GPUs per model replica")
     data_parallel_size: int = _opt(1, "vllm: model replicas")
     max_model_len: int | None = _opt(None, "vllm: context length (default: the model's)")
@@ -161,7 +176,7 @@ def validate(config: EvalConfig) -> None:
         raise ConfigError("--max-tokens must be at least 1")
     if not 0 <= config.logprobs <= 20:
         raise ConfigError("--logprobs must be between 0 (off) and 20 (the OpenAI API's limit)")
-    for name in ("concurrency", "bootstrap", "tensor_parallel_size", "data_parallel_size"):
+    for name in ("concurrency", "bootstrap", "tensor_parallel_size", "data_parallel_size", "parallel"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if config.temperature < 0:

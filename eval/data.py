@@ -46,6 +46,7 @@ class EvalSet:
     not_selected: int = 0  # rows of other splits in a data_gen directory
     notes: list[str] = field(default_factory=list)
     overlap: dict[str, Any] | None = None  # test texts found in the training data (eval.overlap)
+    training_prompt: str | None = None  # a data_gen folder: the system prompt its training files carry
 
     @property
     def data_hash(self) -> str:
@@ -68,6 +69,7 @@ class EvalSet:
             "gold_fields": sorted({name for item in self.items for name in item.gold}),
             "notes": self.notes,
             "overlap": self.overlap,
+            "training_prompt": self.training_prompt,
         }
 
 
@@ -119,7 +121,10 @@ def _distilled(config: EvalConfig, task: Task, path: Path) -> EvalSet:
         raise InputError(f"{path} was distilled for task {made_for!r}, not {task.name!r}; pass --task {made_for}")
     source = Source(path / "examples.jsonl", "jsonl", "text", "id", None, extra_columns=("split", "answer", "gold"),
                     control_characters="keep", allow_empty=True)  # fmt: skip
-    evalset = EvalSet([], str(path), "data_gen", 0)
+    # outputs written before the student prompt existed carry the teacher's prompt in their training files
+    evalset = EvalSet(
+        [], str(path), "data_gen", 0, training_prompt=manifest["config"].get("training_prompt", "teacher")
+    )
     splits: Counter[str] = Counter()
     for record in source:
         if isinstance(record, Rejected):

@@ -52,13 +52,15 @@ async def generate(
     model_name: str,
     label: str,
     task: Task,
+    prompt: str,
     items: list[Item],
     params: dict[str, Any],
     concurrency: int,
     progress: bool = True,
     process: ServerProcess | None = None,
 ) -> list[Completion]:
-    """One Completion per item, in item order. Raises GenerationFailed or ServerError (answers so far stay stored)."""
+    """One Completion per item, in item order, asked with the task's ``prompt`` (student or teacher system prompt).
+    Raises GenerationFailed or ServerError (answers so far stay stored)."""
     from tqdm import tqdm
 
     answers: dict[int, Completion] = {}
@@ -70,7 +72,7 @@ async def generate(
 
     async def ask(index: int) -> tuple[int, Completion]:
         item = items[index]
-        request = ChatRequest(model_name, task.messages(item.text), params, text=item.text)
+        request = ChatRequest(model_name, task.messages(item.text, prompt), params, text=item.text)
         try:
             return index, await asker.complete(request)
         except Exception as exc:  # after the client's own retries

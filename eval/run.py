@@ -80,6 +80,7 @@ async def collect(
                         served.name,
                         served.label,
                         task,
+                        models_prompt(config, evalset),
                         evalset.items,
                         params,
                         config.concurrency,
@@ -106,12 +107,28 @@ async def collect(
             await teacher.check()
             asker = CachedTeacher(teacher, cache) if (cache is not None and teacher.cacheable) else teacher
             answers["teacher"] = await generate(
-                asker, teacher.model, "teacher", task, evalset.items, params, config.concurrency, config.progress
+                asker,
+                teacher.model,
+                "teacher",
+                task,
+                "teacher",
+                evalset.items,
+                params,
+                config.concurrency,
+                config.progress,
             )
         finally:
             await teacher.close()
         models["teacher"] = {"backend": teacher.kind, "model": teacher.model, "endpoint": teacher.endpoint}
     return answers, models
+
+
+def models_prompt(config: EvalConfig, evalset: EvalSet) -> str:
+    """The system prompt base and fine-tuned models are asked with: --prompt, or (auto) the one the training files of
+    a data_gen --data folder carry, else the task's student prompt. The teacher is always asked with its own."""
+    if config.prompt != "auto":
+        return config.prompt
+    return evalset.training_prompt or "student"
 
 
 async def _check_listed(client: ChatClient, served: list[Served]) -> None:
@@ -234,7 +251,8 @@ def plan(config: EvalConfig, task: Task, evalset: EvalSet) -> list[str]:
         f"{', '.join(facts['gold_fields']) or 'none (format only)'}",
         f"task: {task.name}; models: {', '.join(labels)}; requests: {len(evalset.items) * len(labels)} "
         f"(max_tokens {config.max_tokens or task.max_completion_tokens}, temperature {config.temperature}, "
-        f"seed {config.seed}, constrained {config.constrained}); stored answers are not asked again",
+        f"seed {config.seed}, constrained {config.constrained}, the {models_prompt(config, evalset)} system prompt for "
+        "the models); stored answers are not asked again",
     ]
     if evalset.overlap is not None:
         lines.append(f"training data {evalset.overlap['train_data']}: {overlap.describe(evalset.overlap)}")
@@ -281,6 +299,7 @@ def run(config: EvalConfig, argv: list[str]) -> dict[str, Any]:
         "generation": {
             **{k: v for k, v in params.items() if k not in ("response_format", "structured_outputs", "guided_json")},
             "constrained": config.constrained,
+            "system_prompt": {"models": models_prompt(config, evalset), "teacher": "teacher"},
             "schema_sha256": hashlib.sha256(schema_text).hexdigest(),
         },
         "models": models,

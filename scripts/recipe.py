@@ -61,8 +61,14 @@ def smoke_path(value: str) -> str:
     return str(SMOKE_DIR.joinpath(*rest))
 
 
-def tiny_twin(arch: str, python: str) -> str:
-    """Build (once) the tiny local model of ``arch``; returns its folder."""
+def tiny_twin(arch: str, python: str, model: str = "") -> str:
+    """Build (once) the tiny local model of ``arch``; returns its folder. ``self``: the model is small enough to run
+    as it is (a real 135M model on CPU): its folder, which ``make model`` makes."""
+    if arch == "self":
+        folder = (ROOT / model).resolve()
+        if not (folder / "config.json").is_file():
+            raise RecipeError(f"{model} is missing: make model (scripts/get_model.py) fetches and converts it")
+        return str(folder)
     out = ROOT / ".cache" / f"tiny-{arch}"
     subprocess.run(
         [python, str(ROOT / "scripts" / "build_tiny_model.py"), "--arch", arch, "--out", str(out)],
@@ -80,7 +86,7 @@ def apply_smoke(config: dict[str, Any], engine: str, recipe: Path, python: str) 
     if arch is None:
         raise RecipeError(f"{recipe}: no tiny twin for model {model!r} in recipes/{engine}/smoke.yaml")
     config = dict(config)
-    config[model_key] = tiny_twin(arch, python)
+    config[model_key] = tiny_twin(arch, python, model)
     if "tokenizer_config" in config:  # Axolotl: the tokenizer comes with the twin
         config["tokenizer_config"] = config[model_key]
     is_training = not any(part in ("merge", "serve") for part in recipe.parts)

@@ -5,6 +5,7 @@
 #   sh scripts/setup_env.sh llamafactory   -> .venvs/llamafactory   (LLaMA-Factory and its own torch)
 #   sh scripts/setup_env.sh axolotl        -> .venvs/axolotl        (Axolotl and its own torch)
 #   sh scripts/setup_env.sh vllm           -> .venvs/vllm           (vLLM serving; needs a CUDA GPU to run)
+#   sh scripts/setup_env.sh llamacpp       -> .venvs/llamacpp       (llama.cpp's server, built from the pinned source)
 # The engines cannot share one environment (their pins conflict), so each gets its own.
 set -eu
 cd "$(dirname "$0")/.."
@@ -13,13 +14,16 @@ ENV_NAME="${1:-core}"
 PYTHON="${PYTHON:-python3}"
 UV_VERSION="0.13.9"
 
+# llama.cpp is a C++ build, not a Python environment (scripts/get_llamacpp.py: pinned sdist, cmake, a no-op when done)
+[ "$ENV_NAME" = "llamacpp" ] && exec "$PYTHON" scripts/get_llamacpp.py
+
 case "$ENV_NAME" in
   core)         DIR=".venv";                PINS="pyproject.toml"; EXTRAS="dev" ;;
   local)        DIR=".venv";                PINS="pyproject.toml"; EXTRAS="dev,local" ;;
   llamafactory) DIR=".venvs/llamafactory";  PINS="requirements/llamafactory.txt" ;;
   axolotl)      DIR=".venvs/axolotl";       PINS="requirements/axolotl.txt" ;;
   vllm)         DIR=".venvs/vllm";          PINS="requirements/vllm.txt" ;;
-  *) echo "setup_env.sh: unknown environment '$ENV_NAME' (choose: core, local, llamafactory, axolotl, vllm)" >&2; exit 2 ;;
+  *) echo "setup_env.sh: unknown environment '$ENV_NAME' (choose: core, local, llamafactory, axolotl, vllm, llamacpp)" >&2; exit 2 ;;
 esac
 [ -f "$PINS" ] || { echo "setup_env.sh: pin file $PINS is missing" >&2; exit 2; }
 

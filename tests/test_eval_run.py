@@ -60,8 +60,11 @@ def test_endpoint_run_writes_results_predictions_and_report(distilled: dict[str,
     # generation settings: explicit on the wire and recorded
     assert {(b["temperature"], b["max_tokens"], b["seed"]) for b in bodies} == {(0.0, 1024, 0)}
     assert results["generation"] | {"schema_sha256": None} == {
-        "temperature": 0.0, "max_tokens": 1024, "seed": 0, "top_p": None, "constrained": "none", "schema_sha256": None
+        "temperature": 0.0, "max_tokens": 1024, "seed": 0, "top_p": None, "constrained": "none", "schema_sha256": None,
+        "system_prompt": {"models": "student", "teacher": "teacher"},  # what the data_gen folder's training files carry
     }  # fmt: skip
+    student = FINSIGHT.student_system_prompt
+    assert {b["messages"][0]["content"] for b in bodies} == {student}  # base and tuned, asked like the student
     assert results["models"]["tuned"]["served_name"] == "tuned" and results["models"]["base"]["answers"] == n
     tuned, base = results["metrics"]["tuned"], results["metrics"]["base"]
     assert tuned["fields"]["sentiment"]["accuracy"] == 1.0 and tuned["format"]["schema_valid"] == 1.0

@@ -24,7 +24,8 @@ RECIPES = sorted(
     if p.name != "smoke.yaml"
 )
 TOKENIZERS_DIR = ROOT / ".cache" / "node"
-FAMILIES = {"Qwen/": "qwen", "TinyLlama/": "llama", "openai-community/gpt2": "gpt2"}
+FAMILIES = {"Qwen/": "qwen", "TinyLlama/": "llama", "openai-community/gpt2": "gpt2", ".cache/models/SmolLM2": "smollm2"}
+SMOLLM2 = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct" / "tokenizer.json"  # make model
 TEMPLATE_SLACK = 8  # special tokens the plain-text renderings below may count differently from the engine
 
 
@@ -34,7 +35,7 @@ def family(model: str) -> str:
 
 def render(kind: str, system: str, user: str, assistant: str) -> str:
     """The example as the recipe's chat template lays it out."""
-    if kind == "qwen":  # ChatML
+    if kind in ("qwen", "smollm2"):  # ChatML
         turns = (("system", system), ("user", user), ("assistant", assistant))
         return "".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in turns)
     if kind == "llama":  # Zephyr, as TinyLlama-Chat was trained
@@ -57,6 +58,15 @@ def count(kind: str, texts: list[str]) -> list[int]:
 
         tokenizer = get_tokenizer("qwen2.5-72b-instruct")  # one vocabulary for every Qwen2.5 size
         return [len(tokenizer.encode(text, allowed_special="all")) for text in texts]
+    if kind == "smollm2":
+        if not SMOLLM2.is_file():
+            if os.environ.get("FIN_DISTILL_REQUIRE_ENGINES") == "1":
+                pytest.fail("the SmolLM2 model is missing: run `make model`")
+            pytest.skip("the SmolLM2 model is missing: run `make model`")
+        from tokenizers import Tokenizer
+
+        vocabulary = Tokenizer.from_file(str(SMOLLM2))
+        return [len(vocabulary.encode(text, add_special_tokens=False).ids) for text in texts]
     if not (TOKENIZERS_DIR / "node_modules" / "gpt-tokenizer").exists() or not shutil.which("node"):
         if os.environ.get("FIN_DISTILL_REQUIRE_ENGINES") == "1":
             pytest.fail("node tokenizers are missing: run `make tokenizers`")
@@ -95,3 +105,4 @@ def test_the_counters_are_the_real_vocabularies() -> None:
     assert count("qwen", [text]) == [23]
     assert count("llama", [text]) == [27]  # with the BOS token, as the engines add it
     assert count("gpt2", [text]) == [23]
+    assert count("smollm2", [text]) == [25]

@@ -270,7 +270,7 @@ def test_smoke_changes_only_allowed_keys(path: Path) -> None:
     recipe, smoke = load_yaml(path), load_yaml(SMOKE)
     assert not ALLOWED_SMOKE_KEYS & set(FROZEN_KEYS)
     assert set(smoke["overrides"]) <= ALLOWED_SMOKE_KEYS, set(smoke["overrides"]) - ALLOWED_SMOKE_KEYS
-    assert smoke["twins"][recipe["base_model"]] in {"qwen2", "llama"}
+    assert smoke["twins"][recipe["base_model"]] in {"qwen2", "llama", "self"}
     effective = smoke_config(path)
     changed = {key for key in recipe.keys() | effective.keys() if recipe.get(key, ...) != effective.get(key, ...)}
     assert "base_model" in changed and changed <= ALLOWED_SMOKE_KEYS, changed - ALLOWED_SMOKE_KEYS
@@ -339,7 +339,8 @@ def test_preprocess_keeps_every_row_and_trains_on_answers(name: str, smoke_runs:
     code, output = run_logged([str(AX_CLI), "preprocess", str(run.path)], run.work / "preprocess.log", timeout=300)
     assert code == 0 and "Success! Preprocessed data path" in output, output[-3000:]
     assert "Dropped" not in output, [line for line in output.splitlines() if "Dropped" in line]
-    eos = {"qwen2": "<|im_end|>", "llama": "</s>"}[load_yaml(SMOKE)["twins"][run.recipe["base_model"]]]
+    twin = load_yaml(SMOKE)["twins"][run.recipe["base_model"]]
+    eos = {"qwen2": "<|im_end|>", "self": "<|im_end|>", "llama": "</s>"}[twin]  # self: SmolLM2's ChatML
     expected = {}  # rows written per split -> the assistant turn of each, as the loss should see it
     for key in ("datasets", "test_datasets"):
         rows = jsonl(run.split_file(key))
@@ -356,11 +357,12 @@ LOSS = re.compile(r"'(?:train_)?loss': '?([-+\w.]+)'?")
 
 
 @pytest.mark.parametrize("name", [path.stem for path in SFT_RECIPES])
-def test_train_runs_qlora_steps_on_cpu(name: str, smoke_runs: dict[str, SmokeRun]) -> None:
+def test_train_runs_lora_steps_on_cpu(name: str, smoke_runs: dict[str, SmokeRun]) -> None:
     run = smoke_runs[name]
     code, output = run_logged([str(AX_CLI), "train", str(run.path)], run.work / "train.log", timeout=420)
     assert code == 0, output[-4000:]
-    assert "prepare_model_for_kbit_training" in output  # the 4-bit (QLoRA) path, not plain LoRA
+    if run.recipe["adapter"] == "qlora":
+        assert "prepare_model_for_kbit_training" in output  # the 4-bit (QLoRA) path, not plain LoRA
     losses = [float(value) for value in LOSS.findall(output)]
     assert len(losses) >= run.config["max_steps"] + 1, losses  # one per step, then the run's mean
     assert all(math.isfinite(loss) for loss in losses), losses

