@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,29 +23,34 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct"
-SHARE = ROOT / ".venvs" / "llamacpp" / "share" / "llama.cpp"
-ENGINE_PYTHON = ROOT / ".venvs" / "llamafactory" / "bin" / "python"
 
 
-def f32_gguf(out: Path) -> Path:
-    """The base as an unquantised GGUF, made with llama.cpp's own converter."""
-    target = out / "SmolLM2-135M-Instruct.f32.gguf"
-    if not target.exists():
-        command = [str(ENGINE_PYTHON), str(SHARE / "convert_hf_to_gguf.py"), "--outtype", "f32", "--outfile",
-                   str(target), str(MODEL)]  # fmt: skip
-        subprocess.run(command, check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    return target
+def unquantised(out: Path, adapter: Path) -> tuple[Path, Path]:
+    """The base as a plain Hugging Face folder (links to the same files, without get_model's stamp, so the llamacpp
+    backend converts it to an f32 GGUF instead of serving the Q4_1 original) and the adapter pointed at it."""
+    model = out / "SmolLM2-135M-Instruct-f32"
+    model.mkdir()
+    for path in MODEL.iterdir():
+        if not path.name.startswith("."):
+            (model / path.name).symlink_to(path)
+    copy = out / "adapter"
+    shutil.copytree(adapter, copy)
+    config = json.loads((copy / "adapter_config.json").read_text())
+    (copy / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(model)}))
+    return model, copy
 
 
-def evaluate(name: str, backend: str, model: Path, args: argparse.Namespace, out: Path) -> dict[str, object]:
+def evaluate(name: str, backend: str, model: Path, adapter: Path, args: argparse.Namespace, out: Path) -> dict:
     report = out / name
     command = [sys.executable, "-m", "eval.run", "--config", "eval/configs/finsight.yaml", "--data", str(args.data),
-               "--reference", "gold", "--backend", backend, "--model", str(model), "--adapter", str(args.adapter),
+               "--reference", "gold", "--backend", backend, "--model", str(model), "--adapter", str(adapter),
                "--limit", str(args.limit), "--max-tokens", str(args.max_tokens), "--concurrency", "4",
                "--out", str(report), "--no-cache", "--no-progress", "--bootstrap", "100"]  # fmt: skip
     if backend == "llamafactory":
         command += ["--template", "smollm2"]
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"cpu_serving: {name} failed: {done.stderr.strip().splitlines()[-1]}")
     seconds = json.loads((report / "results.json").read_text())["seconds"]
     answers: dict[str, dict[str, str]] = {}
     for line in (report / "predictions.jsonl").read_text().splitlines():
@@ -80,9 +85,9 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        hf = evaluate("llamafactory", "llamafactory", MODEL, args, out)
-        q4 = evaluate("llamacpp_q4_1", "llamacpp", MODEL, args, out)
-        f32 = evaluate("llamacpp_f32", "llamacpp", f32_gguf(out), args, out)
+        hf = evaluate("llamafactory", "llamafactory", MODEL, args.adapter, args, out)
+        q4 = evaluate("llamacpp_q4_1", "llamacpp", MODEL, args.adapter, args, out)
+        f32 = evaluate("llamacpp_f32", "llamacpp", *unquantised(out, args.adapter), args, out)
     result = {
         "rows": args.limit,
         "seconds": {"llamafactory": hf["seconds"], "llamacpp_q4_1": q4["seconds"], "llamacpp_f32": f32["seconds"]},

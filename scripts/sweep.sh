@@ -31,7 +31,7 @@ for LR in $LRS; do
       .venv/bin/python -m eval.run $SWEEP_EVAL --adapter "$OUT" --out "$SWEEP_DIR/eval" --overwrite --no-progress \
         > "$SWEEP_DIR/lr${LR}_r${RANK}.eval.log" 2>&1 \
         || { echo "error: evaluating lr=$LR rank=$RANK failed; log: $SWEEP_DIR/lr${LR}_r${RANK}.eval.log" >&2; exit 1; }
-      cp "$SWEEP_DIR/eval/results.json" "$OUT/eval_results.json"
+      cp "$SWEEP_DIR/eval/results.json" "$OUT/eval_run_results.json"
     fi
   done
 done

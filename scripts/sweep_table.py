@@ -2,7 +2,7 @@
 
 Reads each run's ``all_results.json`` (written by LLaMA-Factory) and writes ``results.csv`` and ``results.md``
 (learning rate, LoRA rank, final train loss, validation loss), best validation loss first; prints the table. Runs
-that ``SWEEP_EVAL`` scored (``eval_results.json``, eval.run's results) add the student's sentiment accuracy and
+that ``SWEEP_EVAL`` scored (``eval_run_results.json``, eval.run's results) add the student's sentiment accuracy and
 JSON-valid rate with their 95% intervals, and the table is sorted by accuracy instead.
 """
 
@@ -43,7 +43,7 @@ def main() -> int:
             "train_loss": round(data["train_loss"], 4),
             "eval_loss": round(data["eval_loss"], 4) if "eval_loss" in data else None,
         }
-        if (scored := run / "eval_results.json").exists():
+        if (scored := run / "eval_run_results.json").exists():
             row |= student_scores(json.loads(scored.read_text()))
         rows.append(row | {"output_dir": str(run)})
     if not rows:
