@@ -14,7 +14,6 @@ it, from the same source. A second run is a no-op; every failure is one line.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from pinned import Failure, sha256  # scripts/pinned.py, beside this file
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE, VERSION = "llama-cpp-python", "0.3.36"
@@ -39,18 +40,6 @@ CMAKE_OPTIONS = [
     "-DLLAMA_OPENSSL=OFF",  # it serves 127.0.0.1
 ]  # fmt: skip
 STAMP = ".fin-distill-llamacpp.json"
-
-
-class Failure(RuntimeError):
-    """One line for the user; the script exits with status 2."""
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(downloads: Path) -> Path:

@@ -16,7 +16,6 @@ Runs with any Python 3 that has pip (the conversion itself runs in ``.venvs/llam
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -24,6 +23,8 @@ import sys
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from pinned import Failure, sha256  # scripts/pinned.py, beside this file
 
 ROOT = Path(__file__).resolve().parents[1]
 CONVERTER = ROOT / "scripts" / "gguf_to_hf.py"
@@ -61,18 +62,6 @@ MODELS = {
         quantisation="Q4_1",
     )
 }
-
-
-class Failure(RuntimeError):
-    """One line for the user; the script exits with status 2."""
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(pin: Pin, downloads: Path) -> Path:
