@@ -73,7 +73,10 @@ for name in "$@"; do
   mkdir -p "$WORK/$name/all" "$WORK/$name/agree"
   STARTED="$STARTED" sh scripts/pipeline.sh "$WORK/$name/data" "$WORK/$name/all" --reference gold \
     > "$WORK/$name/all/summary.txt"
-  # trained on the gold-agreeing answers, tested on the same test rows as above
+  # trained on the gold-agreeing answers, tested on the same test rows as above; the base's and the teacher's
+  # answers to them are already in the first evaluation's store (its cache keys name the model, not the run)
+  mkdir -p "$WORK/$name/agree/report"
+  [ -f "$WORK/$name/agree/report/cache.sqlite" ] || cp "$WORK/$name/all/report/cache.sqlite" "$WORK/$name/agree/report/"
   STARTED="$STARTED" TRAIN_DATA="$WORK/$name/data-agree" sh scripts/pipeline.sh "$WORK/$name/data" \
     "$WORK/$name/agree" --reference gold > "$WORK/$name/agree/summary.txt"
   cat "$WORK/$name/all/summary.txt" "$WORK/$name/agree/summary.txt"
