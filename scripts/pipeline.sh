@@ -6,8 +6,9 @@
 # to `python -m eval.run` (e.g. --reference gold, --limit 4). Knobs (environment): RECIPE (default
 # recipes/llamafactory/smollm2-135m-instruct_finsight_lora.yaml), TRAIN_ARGS (key=value overrides for it, e.g.
 # "num_train_epochs=2 learning_rate=5e-4"), TRAIN_DATA (train on another data_gen output, e.g. the same input
-# distilled with --require-gold-agreement; default DATA). Used by scripts/demo.sh (the shipped samples) and scripts/results.sh
-# (FPB, TFNS). Needs `make model llamacpp` and the environments from `sh scripts/setup_env.sh core` and
+# distilled with --require-gold-agreement; default DATA), KEEP_STUDENT=1 (a rerun keeps a student whose training
+# finished with the same recipe, TRAIN_ARGS and training records instead of training it again; the evaluation
+# resumes from its store anyway). Used by scripts/demo.sh (the shipped samples) and scripts/results.sh (FPB, TFNS). Needs `make model llamacpp` and the environments from `sh scripts/setup_env.sh core` and
 # `... llamafactory`. The summary goes to stdout, the stages (with elapsed seconds) and the engines' logs to stderr.
 set -eu
 cd "$(dirname "$0")/.."
@@ -22,9 +23,17 @@ STARTED="${STARTED:-$(date +%s)}"
 stage() { echo "== [$(($(date +%s) - STARTED)) s] $*" >&2; }
 [ -f "$BASE/config.json" ] || { echo "error: $BASE is missing: run \`make model\` first" >&2; exit 2; }
 
-stage "train the student: $RECIPE on $TRAIN_DATA ${TRAIN_ARGS:-}"
-# shellcheck disable=SC2086
-sh scripts/train.sh llamafactory "$RECIPE" "dataset_dir=$TRAIN_DATA" "output_dir=$WORK/student" ${TRAIN_ARGS:-} >&2
+# what decides the student: the recipe, its overrides and the training records
+TRAINED_ON=$(cat "$RECIPE" "$TRAIN_DATA"/sharegpt_train.jsonl | sha256sum | cut -c1-16)-$(echo "${TRAIN_ARGS:-}" | sha256sum | cut -c1-16)
+if [ -n "${KEEP_STUDENT:-}" ] && [ "$(cat "$WORK/student/.trained-on" 2>/dev/null)" = "$TRAINED_ON" ]; then
+  stage "the student in $WORK/student was trained with this recipe on these records: kept (KEEP_STUDENT)"
+else
+  stage "train the student: $RECIPE on $TRAIN_DATA ${TRAIN_ARGS:-}"
+  rm -f "$WORK/student/.trained-on"
+  # shellcheck disable=SC2086
+  sh scripts/train.sh llamafactory "$RECIPE" "dataset_dir=$TRAIN_DATA" "output_dir=$WORK/student" ${TRAIN_ARGS:-} >&2
+  echo "$TRAINED_ON" > "$WORK/student/.trained-on"  # written only when the training finished
+fi
 
 stage "serve base and student with llama.cpp, evaluate them and the rules teacher on the test split"
 .venv/bin/python -m eval.run --config eval/configs/finsight.yaml --data "$DATA" --backend llamacpp \

@@ -4,17 +4,19 @@
 # fpb, tfns: distil Financial PhraseBank AllAgree (all of it) or TFNS train (its first $TFNS_ROWS rows) with the
 # offline rules teacher, twice: every accepted answer (data/) and only the answers that agree with the gold label
 # (data-agree/, --require-gold-agreement). Train a LoRA student on each, then evaluate base, student and teacher
-# against the gold labels of data/'s held-out test split (the same rows for both students).
+# against the gold labels of data/'s held-out test split (the same rows for both students). Hours on 2 cores
+# (docs/results.md): a rerun after an interruption resumes: distillation and evaluation from their stores, and a
+# student whose training finished is kept (KEEP_STUDENT).
 # teacher: the real model as the teacher (its GGUF served by llama.cpp, asked with --teacher openai) on the first
 # $TEACHER_ROWS FPB rows: what the repair / re-ask ladder does with a real model's replies (manifest.json).
 # Knobs (environment): SHARED_DATA where fpb/ and tfns/ are (default ../shared/data), RESULTS_WORK where everything
-# goes (default reports/results), TFNS_ROWS (3000), TEACHER_ROWS (200), TRAIN_ARGS recipe overrides (key=value ...).
+# goes (default reports/results), TFNS_ROWS (2000), TEACHER_ROWS (200), TRAIN_ARGS recipe overrides (key=value ...).
 set -eu
 cd "$(dirname "$0")/.."
 STARTED=$(date +%s)
 SHARED="${SHARED_DATA:-../shared/data}"
 WORK="${RESULTS_WORK:-reports/results}"
-TFNS_ROWS="${TFNS_ROWS:-3000}"
+TFNS_ROWS="${TFNS_ROWS:-2000}"
 TEACHER_ROWS="${TEACHER_ROWS:-200}"
 stage() { echo "== [$(($(date +%s) - STARTED)) s] $*" >&2; }
 
@@ -71,13 +73,13 @@ for name in "$@"; do
   .venv/bin/python -m data_gen.distill --config "data_gen/configs/$name.yaml" --input "$input" $limit \
     --require-gold-agreement --out "$WORK/$name/data-agree" --no-progress >&2
   mkdir -p "$WORK/$name/all" "$WORK/$name/agree"
-  STARTED="$STARTED" sh scripts/pipeline.sh "$WORK/$name/data" "$WORK/$name/all" --reference gold \
+  STARTED="$STARTED" KEEP_STUDENT=1 sh scripts/pipeline.sh "$WORK/$name/data" "$WORK/$name/all" --reference gold \
     > "$WORK/$name/all/summary.txt"
   # trained on the gold-agreeing answers, tested on the same test rows as above; the base's and the teacher's
   # answers to them are already in the first evaluation's store (its cache keys name the model, not the run)
   mkdir -p "$WORK/$name/agree/report"
   [ -f "$WORK/$name/agree/report/cache.sqlite" ] || cp "$WORK/$name/all/report/cache.sqlite" "$WORK/$name/agree/report/"
-  STARTED="$STARTED" TRAIN_DATA="$WORK/$name/data-agree" sh scripts/pipeline.sh "$WORK/$name/data" \
+  STARTED="$STARTED" KEEP_STUDENT=1 TRAIN_DATA="$WORK/$name/data-agree" sh scripts/pipeline.sh "$WORK/$name/data" \
     "$WORK/$name/agree" --reference gold > "$WORK/$name/agree/summary.txt"
   cat "$WORK/$name/all/summary.txt" "$WORK/$name/agree/summary.txt"
 done
