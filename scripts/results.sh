@@ -6,7 +6,7 @@
 # (data-agree/, --require-gold-agreement). Train a LoRA student on each, then evaluate base, student and teacher
 # against the gold labels of data/'s held-out test split (the same rows for both students). Hours on 2 cores
 # (docs/results.md): a rerun after an interruption resumes: distillation and evaluation from their stores, and a
-# student whose training finished is kept (KEEP_STUDENT).
+# an interrupted training continues from its last checkpoint (RESUME).
 # teacher: the real model as the teacher (its GGUF served by llama.cpp, asked with --teacher openai) on the first
 # $TEACHER_ROWS FPB rows: what the repair / re-ask ladder does with a real model's replies (manifest.json).
 # Knobs (environment): SHARED_DATA where fpb/ and tfns/ are (default ../shared/data), RESULTS_WORK where everything
@@ -73,13 +73,13 @@ for name in "$@"; do
   .venv/bin/python -m data_gen.distill --config "data_gen/configs/$name.yaml" --input "$input" $limit \
     --require-gold-agreement --out "$WORK/$name/data-agree" --no-progress >&2
   mkdir -p "$WORK/$name/all" "$WORK/$name/agree"
-  STARTED="$STARTED" KEEP_STUDENT=1 sh scripts/pipeline.sh "$WORK/$name/data" "$WORK/$name/all" --reference gold \
+  STARTED="$STARTED" RESUME=1 sh scripts/pipeline.sh "$WORK/$name/data" "$WORK/$name/all" --reference gold \
     > "$WORK/$name/all/summary.txt"
   # trained on the gold-agreeing answers, tested on the same test rows as above; the base's and the teacher's
   # answers to them are already in the first evaluation's store (its cache keys name the model, not the run)
   mkdir -p "$WORK/$name/agree/report"
   [ -f "$WORK/$name/agree/report/cache.sqlite" ] || cp "$WORK/$name/all/report/cache.sqlite" "$WORK/$name/agree/report/"
-  STARTED="$STARTED" KEEP_STUDENT=1 TRAIN_DATA="$WORK/$name/data-agree" sh scripts/pipeline.sh "$WORK/$name/data" \
+  STARTED="$STARTED" RESUME=1 TRAIN_DATA="$WORK/$name/data-agree" sh scripts/pipeline.sh "$WORK/$name/data" \
     "$WORK/$name/agree" --reference gold > "$WORK/$name/agree/summary.txt"
   cat "$WORK/$name/all/summary.txt" "$WORK/$name/agree/summary.txt"
 done

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from .conftest import ROOT, engine_env, need_engine
@@ -34,6 +37,40 @@ def test_the_demo_pipeline_on_a_small_slice(tmp_path: Path) -> None:
             assert math.isfinite(values[name]["value"]), (model, name)
     assert (work / "report" / "report.md").exists() and (work / "student" / "adapter_model.safetensors").exists()
     assert (work / "datasets" / "finsight" / "manifest.json").exists()
+    # trained on the gold-agreeing answers only, evaluated on every row of the test split
+    gold = json.loads((work / "datasets" / "finsight-gold" / "manifest.json").read_text())
+    assert gold["config"]["require_gold_agreement"] and gold["counts"]["rejected"] > 0
+    assert processes_mentioning(str(work)) == []
+
+    # RESUME (what scripts/results.sh uses for its hours-long trainings): a training killed after a checkpoint
+    # continues from it, and a finished student is kept while the evaluation takes every answer from its store
+    resumed = work / "resumed"
+    data = str(work / "datasets" / "finsight")
+    argv = ["sh", "scripts/pipeline.sh", data, str(resumed), "--reference", "gold", "--limit", "2"]
+    resume_env = {**env, "RESUME": "1", "SAVE_STEPS": "1", "TRAIN_ARGS": "max_steps=3 max_samples=12 warmup_ratio=0"}
+    first = subprocess.Popen(argv, cwd=ROOT, env=resume_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not list((resumed / "student").glob("checkpoint-*/trainer_state.json")):
+            assert first.poll() is None and time.monotonic() < deadline, "no checkpoint was saved"
+            time.sleep(0.2)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # as a lost machine would
+        first.wait(timeout=60)
+    again = subprocess.run(argv, cwd=ROOT, env=resume_env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    student = resumed / "student"
+    state = json.loads((student / "trainer_state.json").read_text())
+    assert "Resuming training from" in again.stderr and state["global_step"] == 3
+    assert (student / ".finished").exists() and not list(student.glob("checkpoint-*"))
+    adapter = student / "adapter_model.safetensors"
+    trained = adapter.stat().st_mtime_ns
+    kept = subprocess.run(argv, cwd=ROOT, env=resume_env, capture_output=True, text=True, timeout=600)
+    assert kept.returncode == 0, kept.stderr[-3000:]
+    assert "kept (RESUME)" in kept.stderr and adapter.stat().st_mtime_ns == trained
+    models = json.loads((resumed / "report" / "results.json").read_text())["models"]
+    assert models["base"]["from_cache"] == models["tuned"]["from_cache"] == 2
     assert processes_mentioning(str(work)) == []
 
 
