@@ -8,8 +8,10 @@
 # "num_train_epochs=2 learning_rate=5e-4"), TRAIN_DATA (train on another data_gen output, e.g. the same input
 # distilled with --require-gold-agreement; default DATA), RESUME=1 (a checkpoint every SAVE_STEPS=25 steps, and a
 # rerun with the same recipe, TRAIN_ARGS and training records continues an interrupted training from its last one
-# or keeps a finished student; the evaluation always resumes from its store). Used by scripts/demo.sh (the shipped samples) and scripts/results.sh (FPB, TFNS). Needs `make model llamacpp` and the environments from `sh scripts/setup_env.sh core` and
-# `... llamafactory`. The summary goes to stdout, the stages (with elapsed seconds) and the engines' logs to stderr.
+# or keeps a finished student; the evaluation always resumes from its store). Used by scripts/demo.sh (the shipped
+# samples) and scripts/results.sh (FPB, TFNS). Needs `make model llamacpp` and the environments from
+# `sh scripts/setup_env.sh core` and `... llamafactory`. The summary goes to stdout, the stages (with elapsed
+# seconds) and the engines' logs to stderr.
 set -eu
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: sh scripts/pipeline.sh DATA WORK [eval.run flags ...]" >&2; exit 2; }
@@ -26,12 +28,13 @@ stage() { echo "== [$(($(date +%s) - STARTED)) s] $*" >&2; }
 # what decides the student: the recipe, its overrides and the training records
 TRAINED_ON=$(cat "$RECIPE" "$TRAIN_DATA/sharegpt_train.jsonl" | sha256sum | cut -c1-16)-$(echo "${TRAIN_ARGS:-}" | sha256sum | cut -c1-16)
 STUDENT="$WORK/student"
-if [ -n "${RESUME:-}" ] && [ -f "$STUDENT/.finished" ] && [ "$(cat "$STUDENT/.trained-on" 2>/dev/null)" = "$TRAINED_ON" ]; then
+PREVIOUS=$(cat "$STUDENT/.trained-on" 2>/dev/null || true)
+if [ -n "${RESUME:-}" ] && [ -f "$STUDENT/.finished" ] && [ "$PREVIOUS" = "$TRAINED_ON" ]; then
   stage "the student in $STUDENT finished training with this recipe on these records: kept (RESUME)"
 else
   SAVING=""
   if [ -n "${RESUME:-}" ]; then  # a checkpoint every SAVE_STEPS steps; LLaMA-Factory resumes from the last one
-    [ "$(cat "$STUDENT/.trained-on" 2>/dev/null)" = "$TRAINED_ON" ] || rm -rf "$STUDENT"  # another student's
+    [ "$PREVIOUS" = "$TRAINED_ON" ] || rm -rf "$STUDENT"  # another student's
     mkdir -p "$STUDENT" && echo "$TRAINED_ON" > "$STUDENT/.trained-on"
     for saved in "$STUDENT"/checkpoint-*; do  # trainer_state.json is written last: without it, a save was cut short
       [ -f "$saved/trainer_state.json" ] || rm -rf "$saved"

@@ -5,8 +5,8 @@
 # offline rules teacher, twice: every accepted answer (data/) and only the answers that agree with the gold label
 # (data-agree/, --require-gold-agreement). Train a LoRA student on each, then evaluate base, student and teacher
 # against the gold labels of data/'s held-out test split (the same rows for both students). Hours on 2 cores
-# (docs/results.md): a rerun after an interruption resumes: distillation and evaluation from their stores, and a
-# an interrupted training continues from its last checkpoint (RESUME).
+# (docs/results.md): a rerun after an interruption resumes: distillation and evaluation from their stores, and an
+# interrupted training from its last checkpoint (RESUME).
 # teacher: the real model as the teacher (its GGUF served by llama.cpp, asked with --teacher openai) on the first
 # $TEACHER_ROWS FPB rows: what the repair / re-ask ladder does with a real model's replies (manifest.json).
 # Knobs (environment): SHARED_DATA where fpb/ and tfns/ are (default ../shared/data), RESULTS_WORK where everything
