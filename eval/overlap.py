@@ -21,18 +21,27 @@ SHOWN = 5  # matches listed by name in the report
 
 
 def check(config: EvalConfig, task: Task, evalset: EvalSet) -> dict[str, Any] | None:
-    """The overlap with ``--train-data`` (default: a data_gen ``--data`` directory's own training splits)."""
+    """The overlap with ``--train-data`` (default: a data_gen ``--data`` directory's own training splits, less the
+    split under evaluation: scoring on ``validation`` does not count its own rows as seen)."""
     train_data = config.train_data or (config.data if is_distilled(config.data or "") else None)
     if train_data in (None, "none"):
         return None
-    return training_overlap(evalset, str(train_data), config.text_column or task.input_column)
+    same_folder = config.data is not None and Path(train_data).resolve() == Path(config.data).resolve()
+    splits = tuple(split for split in TRAINING_SPLITS if not (same_folder and split == config.split))
+    return training_overlap(evalset, str(train_data), config.text_column or task.input_column, splits)
 
 
-def training_overlap(evalset: EvalSet, train_data: str, text_column: str, threshold: float = 0.85) -> dict[str, Any]:
-    """Counts of test rows equal or nearly equal to a training text, with the first few matches named."""
+def training_overlap(
+    evalset: EvalSet,
+    train_data: str,
+    text_column: str,
+    splits: tuple[str, ...] = TRAINING_SPLITS,
+    threshold: float = 0.85,
+) -> dict[str, Any]:
+    """Counts of test rows equal or nearly equal to a training text of ``splits``, with the first few matches named."""
     index = Deduplicator(near=True, threshold=threshold)
     train_rows = 0
-    for rid, text, where in texts_of(train_data, text_column, TRAINING_SPLITS):
+    for rid, text, where in texts_of(train_data, text_column, splits):
         index.check(rid, text, where)
         train_rows += 1
     counts = {"duplicate_text": 0, "near_duplicate_text": 0}

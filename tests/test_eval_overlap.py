@@ -82,3 +82,15 @@ def test_a_data_gen_directory_is_checked_against_its_own_training_splits(
     assert code == 0 and results["data"]["overlap"] is None and "## Test rows in the training data" not in report
     assert main(["--teacher", "rules", "--data", str(data), "--train-data", str(tmp_path / "nowhere"),
                  "--out", str(tmp_path / "x")]) == 2  # fmt: skip
+
+
+def test_scoring_the_validation_split_does_not_count_its_own_rows_as_seen(
+    distilled: dict[str, Path], tmp_path: Path
+) -> None:
+    data = distilled["finsight"]
+    splits = json.loads((data / "manifest.json").read_text())["counts"]["accepted_by_split"]
+    code, results, _ = evaluate(tmp_path, "--data", str(data), "--split", "validation")
+    assert code == 0
+    overlap = results["data"]["overlap"]
+    assert overlap["train_rows"] == splits["train"] and overlap["test_rows"] == splits["validation"]
+    assert overlap["exact"] == overlap["near"] == 0 and not results["warnings"]

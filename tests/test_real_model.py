@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from safetensors import safe_open
 
 from .conftest import REQUIRE_ENGINES, ROOT, engine_env, need_engine
 from .test_eval_llamafactory import processes_mentioning
@@ -44,6 +46,17 @@ def adapter(distilled: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out
+
+
+def test_the_adapter_covers_the_recipes_layers_and_nothing_below(adapter: Path) -> None:
+    """The recipe lists the linear layers of decoder layers 6-29 by name (LLaMA-Factory has no layer range): PEFT
+    must have put an adapter on exactly those."""
+    recipe = yaml.safe_load((ROOT / RECIPE).read_text())
+    wanted = {name.strip() for name in recipe["lora_target"].split(",")}
+    with safe_open(str(adapter / "adapter_model.safetensors"), "np") as weights:
+        adapted = {key.removeprefix("base_model.model.model.").rsplit(".lora_", 1)[0] for key in weights.keys()}  # noqa: SIM118
+    assert adapted == wanted
+    assert {int(name.split(".")[1]) for name in adapted} == set(range(6, 30))
 
 
 def test_the_model_folder_is_whole_and_a_rerun_is_a_no_op() -> None:

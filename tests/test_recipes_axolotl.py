@@ -83,6 +83,7 @@ FROZEN_KEYS = (
     "lora_dropout",
     "lora_target_linear",
     "lora_target_modules",
+    "peft_layers_to_transform",
     "chat_template",
     "datasets",
     "test_datasets",
@@ -377,6 +378,7 @@ def test_train_runs_lora_steps_on_cpu(name: str, smoke_runs: dict[str, SmokeRun]
     )
     targets = set(recipe["lora_target_modules"]) if recipe.get("lora_target_modules") else SEVEN_PROJECTIONS
     assert set(adapter["target_modules"]) == targets
+    assert adapter["layers_to_transform"] == recipe.get("peft_layers_to_transform")  # None: every layer
 
 
 # --- the launcher -----------------------------------------------------------------------------------------------------
