@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from safetensors import safe_open
 
 from .conftest import REQUIRE_ENGINES, ROOT, engine_env, need_engine
 from .test_eval_llamafactory import processes_mentioning
@@ -51,6 +50,8 @@ def adapter(distilled: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 def test_the_adapter_covers_the_recipes_layers_and_nothing_below(adapter: Path) -> None:
     """The recipe lists the linear layers of decoder layers 6-29 by name (LLaMA-Factory has no layer range): PEFT
     must have put an adapter on exactly those."""
+    from safetensors import safe_open  # with transformers (make env-local), not in the core environment
+
     recipe = yaml.safe_load((ROOT / RECIPE).read_text())
     wanted = {name.strip() for name in recipe["lora_target"].split(",")}
     with safe_open(str(adapter / "adapter_model.safetensors"), "np") as weights:
