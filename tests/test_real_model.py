@@ -148,3 +148,35 @@ def test_llamacpp_serves_the_base_and_the_trained_adapter_for_eval(
         answers.setdefault(row["model"], []).append(row["raw"])
     assert answers["base"] != answers["tuned"]  # the adapter is applied
     assert not processes_mentioning(str(adapter)) and not processes_mentioning("llama-server --model")
+
+
+def test_a_sweep_scored_by_eval_run_ranks_its_students_by_accuracy(distilled: dict[str, Path], tmp_path: Path) -> None:
+    """scripts/sweep.sh with SWEEP_EVAL: every configuration trained, served by llama.cpp and scored by eval.run;
+    the table carries each student's accuracy and JSON-valid rate, best first, and the base is asked only once."""
+    need_engine()
+    need_real_model()
+    sweep = tmp_path / "sweep"
+    scoring = (f"--config eval/configs/finsight.yaml --data {distilled['finsight']} --reference gold "
+               f"--backend llamacpp --model {MODEL} --limit 2 --max-tokens 48 --bootstrap 50")  # fmt: skip
+    env = engine_env(SWEEP_DIR=str(sweep), LRS="1e-3 4e-3", RANKS="4", SWEEP_EVAL=scoring)
+    result = subprocess.run(
+        ["sh", "scripts/sweep.sh", RECIPE, f"dataset_dir={distilled['finsight']}", "max_steps=2", "warmup_ratio=0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    import csv
+
+    rows = list(csv.DictReader((sweep / "results.csv").open()))
+    assert [r["learning_rate"] for r in sorted(rows, key=lambda r: r["learning_rate"])] == ["1e-3", "4e-3"]
+    accuracies = [float(r["accuracy"]) for r in rows]
+    assert accuracies == sorted(accuracies, reverse=True) and "accuracy [95% CI]" in result.stdout
+    base_from_cache = []
+    for row in rows:  # each run's scores are its own adapter's, taken from eval.run's results
+        scored = json.loads((Path(row["output_dir"]) / "eval_run_results.json").read_text())
+        assert Path(scored["models"]["tuned"]["adapter"]).resolve() == Path(row["output_dir"]).resolve()
+        assert scored["data"]["evaluated"] == 2
+        assert float(row["accuracy"]) == round(scored["intervals"]["tuned"]["sentiment.accuracy"]["value"], 4)
+        assert 0 <= float(row["json_valid"]) <= 1
+        base_from_cache.append(scored["models"]["base"]["from_cache"])
+    assert sorted(base_from_cache) == [0, 2]  # the second evaluation found the base's answers in the shared store
+    assert not processes_mentioning("llama-server --model")
