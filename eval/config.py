@@ -179,6 +179,8 @@ def validate(config: EvalConfig) -> None:
     for name in ("concurrency", "bootstrap", "tensor_parallel_size", "data_parallel_size", "parallel"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    if config.threads is not None and config.threads < 1:
+        raise ConfigError("--threads must be at least 1 (leave it out for all cores)")
     if config.temperature < 0:
         raise ConfigError("--temperature must be 0 or more")
     for name in ("timeout", "startup_timeout"):

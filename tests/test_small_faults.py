@@ -50,6 +50,17 @@ def test_timeout_must_be_positive(distill, value: str, capsys) -> None:
     assert "--timeout must be" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_llamacpp_threads_must_be_at_least_one(tmp_path: Path, value: str, capsys) -> None:
+    """Checked before any server starts, in one line (llama.cpp itself takes a negative count as its default)."""
+    argv = ["--data", str(SAMPLES / "news.csv"), "--label-column", "label", "--backend", "llamacpp", "--model",
+            str(tmp_path / "model"), "--threads", value, "--out", str(tmp_path / "out")]  # fmt: skip
+    code = eval_main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "--threads must be at least 1" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(("line", "message"), [("concurrency: 4.7", "expected a whole number"),
                                                ("concurrency: true", "expected a whole number"),
                                                ("max_cost: .nan", "--max-cost must be a finite number")])  # fmt: skip
