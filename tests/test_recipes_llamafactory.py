@@ -65,7 +65,7 @@ def test_every_recipe_passes_llamafactorys_own_parser(tmp_path: Path) -> None:
     train = [{**yaml.safe_load(p.read_text()), **CPU} for p in TRAIN]
     result = lf_parse("train", train, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.count("LF_PARSED") == len(TRAIN) == 4
+    assert result.stdout.count("LF_PARSED") == len(TRAIN) == 5
     result = lf_parse("api", [yaml.safe_load(p.read_text()) for p in MERGE + SERVE], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("LF_PARSED") == len(MERGE) + len(SERVE) == 4
