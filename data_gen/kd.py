@@ -34,11 +34,6 @@ class LabelBelief:
         return asdict(self)
 
 
-def kd_record(rid: str, messages: list[dict[str, str]], scored: Scored) -> dict[str, Any]:
-    """One line of ``kd_<split>.jsonl``."""
-    return {"id": rid, "messages": messages, "logprobs": scored.logprobs, "target_token_ids": scored.token_ids}
-
-
 def label_span(text: str, field: str) -> tuple[int, int] | None:
     """Where the JSON states ``field``'s string value (``"sentiment": "positive"`` -> the span of positive): the
     last occurrence, since the JSON follows the thinking; None when the text states none."""

@@ -151,10 +151,11 @@ def ends(rows: Any) -> Any:
     return rows[:1] + rows[-1:] if isinstance(rows, list) and len(rows) > 2 else rows
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over the target."""
+def atomic_write_text(path: Path, text: str, errors: str = "strict") -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over the target; ``errors`` as for
+    ``open`` ("backslashreplace" keeps a model's lone surrogate visible instead of failing)."""
     with AtomicFiles(path.parent) as files:
-        files.open(path.name).write(text)
+        files.open(path.name, errors).write(text)
 
 
 def jsonl_line(row: dict[str, Any]) -> str:
@@ -180,11 +181,11 @@ class AtomicFiles:
         self.folder = folder
         self._open: dict[str, tuple[Any, str]] = {}
 
-    def open(self, name: str) -> Any:
+    def open(self, name: str, errors: str = "strict") -> Any:
         if name not in self._open:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
-            self._open[name] = (os.fdopen(fd, "w", encoding="utf-8"), tmp)
+            self._open[name] = (os.fdopen(fd, "w", encoding="utf-8", errors=errors), tmp)
         return self._open[name][0]
 
     def __enter__(self) -> AtomicFiles:

@@ -6,13 +6,12 @@ Files are written to a temporary name and renamed, so a reader never sees half a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from data_gen.chat import Completion
 from data_gen.task import Task
-from data_gen.writers import jsonl_line
+from data_gen.writers import AtomicFiles, jsonl_line
 from eval.data import EvalSet
 from eval.overlap import describe as overlap_sentence
 
@@ -28,12 +27,6 @@ HEADLINE_ORDER = (
     "rouge2",
     "number_exact_match",
 )
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_text(text, encoding="utf-8", errors="backslashreplace")  # a model's lone surrogate stays visible
-    os.replace(temp, path)
 
 
 def write_all(
@@ -63,11 +56,13 @@ def write_all(
                     }
                 )
             )
-    _atomic_write(out / "predictions.jsonl", "\n".join(lines) + "\n")
     plots = make_plots(out / "plots", task, results)
     results["plots"] = [str(p.relative_to(out)) for p in plots]
-    _atomic_write(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False, default=str) + "\n")
-    _atomic_write(out / "report.md", render(task, evalset, rows, results, plots, out, examples))
+    with AtomicFiles(out) as files:  # all three or none; a model's lone surrogate stays visible (backslashreplace)
+        files.open("predictions.jsonl").write("\n".join(lines) + "\n")
+        results_json = json.dumps(results, indent=1, ensure_ascii=False, default=str) + "\n"
+        files.open("results.json", "backslashreplace").write(results_json)
+        files.open("report.md", "backslashreplace").write(render(task, evalset, rows, results, plots, out, examples))
 
 
 # ---------------------------------------------------------------- numbers as text

@@ -112,6 +112,17 @@ def test_atomic_write_replaces_whole_files_with_normal_permissions(tmp_path: Pat
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
+def test_a_lone_surrogate_is_written_visibly_or_refused_with_the_old_file_whole(tmp_path: Path) -> None:
+    """eval's report holds models' raw text; a lone surrogate (a broken reply) cannot be UTF-8."""
+    path = tmp_path / "report.md"
+    atomic_write_text(path, "old")
+    with pytest.raises(UnicodeEncodeError):
+        atomic_write_text(path, "broken \ud800 reply")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["report.md"]
+    atomic_write_text(path, "broken \ud800 reply", errors="backslashreplace")
+    assert path.read_text() == "broken \\ud800 reply"
+
+
 def test_json_lines_survive_readers_that_split_on_unicode_line_breaks() -> None:
     row = {"text": "a\u2028b\u2029c\x85d\ne"}
     line = jsonl_line(row)
