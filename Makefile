@@ -1,5 +1,6 @@
 # Two commands for a fresh machine (each installs what it needs):
-#   make demo   the whole pipeline offline: distil the samples, train a tiny student, serve, evaluate, report
+#   make demo   the whole pipeline offline: distil the samples, fine-tune the real SmolLM2-135M-Instruct on the CPU,
+#               serve base and student with llama.cpp, evaluate both and the teacher against gold labels, report
 #   make test   lint + the whole test suite, including the real LLaMA-Factory and Axolotl engines on tiny local models,
 #               and the real SmolLM2-135M-Instruct (make model) served by llama.cpp (make llamacpp)
 PYTHON ?= python3
