@@ -40,10 +40,12 @@ sh scripts/setup_env.sh llamafactory >&2
 "${PYTHON:-python3}" scripts/get_model.py >&2
 "${PYTHON:-python3}" scripts/get_llamacpp.py >&2
 
-# the real model as a teacher: llama.cpp's server on a free loopback port, stopped on exit
+# the real model as a teacher: llama.cpp's server on a loopback port, stopped on exit. The distillation cache keys
+# name the endpoint, port included, so the port is kept in $WORK/teacher/port and reused by a rerun (which then
+# resumes from the cache instead of asking everything again); a new free port only when that one is taken.
 real_teacher() {
-  port=$(.venv/bin/python -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
   mkdir -p "$WORK/teacher"
+  port=$(.venv/bin/python scripts/free_port.py "$WORK/teacher/port")
   .venvs/llamacpp/bin/llama-server --model .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --alias smollm2-135m \
     --host 127.0.0.1 --port "$port" --parallel 4 --ctx-size 16384 --threads "$(nproc)" --seed 0 --no-webui \
     > "$WORK/teacher/llama-server.log" 2>&1 &

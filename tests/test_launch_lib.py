@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 from .conftest import ROOT
@@ -18,3 +20,21 @@ def test_run_logged_stops_with_the_status_of_a_failing_command(tmp_path: Path) -
     ok = subprocess.run(["sh", "-c", f'set -eu; . scripts/lib.sh; run_logged "{log}" true; echo "done"'], cwd=ROOT,
                         capture_output=True, text=True, timeout=30)  # fmt: skip
     assert ok.returncode == 0 and ok.stdout.endswith("done\n")
+
+
+def test_free_port_is_remembered_while_free_and_replaced_when_taken(tmp_path: Path) -> None:
+    """scripts/results.sh keeps its teacher's port so a rerun hits the cache keys (which name the port) again."""
+    state = tmp_path / "teacher" / "port"
+
+    def port() -> int:
+        result = subprocess.run([sys.executable, "scripts/free_port.py", str(state)], cwd=ROOT, capture_output=True,
+                                text=True, timeout=30, check=True)  # fmt: skip
+        return int(result.stdout)
+
+    first = port()
+    assert state.read_text() == f"{first}\n" and port() == first
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", first))
+        taken.listen()
+        second = port()
+    assert second != first and state.read_text() == f"{second}\n"
