@@ -3,7 +3,7 @@
     python -m benchmarks.budget_use                    # C = 4 and 64; honest, over-counting and usage-less servers
     python -m benchmarks.budget_use --concurrency 64 --servers honest --cap 20
 
-A local OpenAI-compatible server (``python -m data_gen.fake_server``, its own process, fixed latency) answers every
+A local OpenAI-compatible server (``python -m tests.fake_server``, its own process, fixed latency) answers every
 request validly and reports usage as a server would: ~4 characters a token (``honest``), twice that many tokens
 (``double``: a tokenizer that counts non-Latin text or hidden reasoning tokens), or no usage at all (``none``: the
 client counts). The client is the real CLI with ``--max-cost``; prices are 100 USD per million tokens in and out,
@@ -39,7 +39,7 @@ def one_run(
     port = free_port()
     bill = work / f"bill-{server_kind}-{concurrency}-{client_root.name}.json"
     server = subprocess.Popen(
-        [sys.executable, "-m", "data_gen.fake_server", "--port", str(port), "--latency", str(latency),
+        [sys.executable, "-m", "tests.fake_server", "--port", str(port), "--latency", str(latency),
          "--times", str(bill), *SERVERS[server_kind]],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
     )  # fmt: skip

@@ -5,7 +5,7 @@
     python -m benchmarks.distill_throughput --fail-429 0.05 --concurrency 64            # with random 429s
     python -m benchmarks.distill_throughput --stream-rows 1000000                        # memory, 1M-row input
 
-The server (``python -m data_gen.fake_server``) runs in its own process with a fixed latency and answers every
+The server (``python -m tests.fake_server``) runs in its own process with a fixed latency and answers every
 request validly; the client is the real CLI in its own process, with the cache, validation and all writing. For
 each run: requests/s over the asking pass (after the one-time connect: SDK import, connection pool, GET /models),
 the ceiling min(C / latency, rate limit), their ratio, the same for the middle 80% of requests as the server saw
@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from data_gen.fake_server import max_in_window
 from eval.backends import free_port
+from tests.fake_server import max_in_window
 
 VOCABULARY = (
     "sales profit revenue orders margin guidance outlook demand costs debt dividend shares bank insurer retailer "
@@ -72,7 +72,7 @@ def online_run(args: argparse.Namespace, concurrency: int, work: Path) -> dict:
     server_cmd = [
         sys.executable,
         "-m",
-        "data_gen.fake_server",
+        "tests.fake_server",
         "--port",
         str(port),
         "--latency",

@@ -4,7 +4,7 @@
     python -m benchmarks.eval_overhead --concurrency 64 --repeats 5  # one C, more runs
     python -m benchmarks.eval_overhead --rows 10000 --concurrency 64 --bootstrap 200
 
-The server (``python -m data_gen.fake_server``) runs in its own process with a fixed latency and answers every
+The server (``python -m tests.fake_server``) runs in its own process with a fixed latency and answers every
 request with a valid ``finsight`` answer; the client is the real CLI in its own process, as a user runs it: a CSV
 with gold labels, the request cache on (a fresh output folder per run, so every row is asked), scoring, bootstrap
 intervals, plots and all output files. For each run, on one clock (CLOCK_MONOTONIC is shared by processes):
@@ -94,7 +94,7 @@ def one_run(args: argparse.Namespace, concurrency: int, repeat: int, work: Path)
     port = free_port()
     name = f"c{concurrency}-{repeat}"
     times_file = work / f"times-{name}.json"
-    server_cmd = [sys.executable, "-m", "data_gen.fake_server", "--port", str(port), "--latency", str(args.latency)]
+    server_cmd = [sys.executable, "-m", "tests.fake_server", "--port", str(port), "--latency", str(args.latency)]
     server = subprocess.Popen(
         [*server_cmd, "--times", str(times_file)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )

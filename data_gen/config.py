@@ -53,7 +53,7 @@ class SourceOptions:
     def source(self, path: str | Path, text_column: str, control_characters: str = "reject") -> Any:
         """The streamed reader of ``path`` with these options (``text_column`` when none is configured; the task's
         rule for control characters)."""
-        from data_gen.sources import Source
+        from data_gen.sources.readers import Source
 
         return Source(
             path,

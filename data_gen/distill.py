@@ -13,11 +13,11 @@ import asyncio
 import logging
 import sys
 
-from data_gen.client import TeacherSetupError
+from data_gen.client.api import TeacherSetupError
 from data_gen.config import ConfigError, build_parser, load_config
-from data_gen.pipeline import BudgetStop, distill
 from data_gen.redact import RedactingFilter, redact
-from data_gen.report import summary_lines
+from data_gen.run.pipeline import BudgetStop, distill
+from data_gen.run.report import summary_lines
 
 EPILOG = """
 Every input row ends accepted or rejected with a reason (rejects.jsonl); manifest.json has the counts, token

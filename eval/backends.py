@@ -34,8 +34,8 @@ from typing import Any
 import yaml
 
 from data_gen import redact
-from data_gen.cache import fingerprint
-from data_gen.chat import normalize_endpoint
+from data_gen.client.cache import fingerprint
+from data_gen.client.types import normalize_endpoint
 from data_gen.config import ConfigError
 from eval import llamacpp
 from eval.config import EvalConfig

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from data_gen.kd import label_span
+from data_gen.kd.rows import label_span
 
 BINS = 10
 

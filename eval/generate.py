@@ -11,10 +11,10 @@ import asyncio
 import sys
 from typing import Any
 
-from data_gen.chat import ChatRequest, Completion
-from data_gen.client import describe_error
-from data_gen.distiller import run_bounded
-from data_gen.task import Task
+from data_gen.client.api import describe_error
+from data_gen.client.types import ChatRequest, Completion
+from data_gen.run.ladder import run_bounded
+from data_gen.tasks.task import Task
 from eval.backends import ServerError, ServerProcess
 from eval.config import EvalConfig
 from eval.data import Item

@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from data_gen.cache import fingerprint
+from data_gen.client.cache import fingerprint
 from data_gen.config import ConfigError
 from eval.config import ROOT, EvalConfig
 

@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from data_gen.dedup import Deduplicator
-from data_gen.sources import is_distilled, texts_of
-from data_gen.task import Task
+from data_gen.sources.dedup import Deduplicator
+from data_gen.sources.readers import is_distilled, texts_of
+from data_gen.tasks.task import Task
 from eval.config import EvalConfig
 from eval.data import EvalSet
 

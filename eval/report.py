@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from data_gen.chat import Completion
-from data_gen.task import Task
-from data_gen.writers import AtomicFiles, jsonl_line
+from data_gen.client.types import Completion
+from data_gen.tasks.task import Task
+from data_gen.writers.training import AtomicFiles, jsonl_line
 from eval.data import EvalSet
 from eval.overlap import describe as overlap_sentence
 

@@ -21,14 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from data_gen.cache import CachedTeacher, ResponseCache
-from data_gen.chat import Completion
-from data_gen.client import ChatClient, TeacherSetupError
+from data_gen.client.api import ChatClient, TeacherSetupError
+from data_gen.client.cache import CachedTeacher, ResponseCache
+from data_gen.client.types import Completion
 from data_gen.config import ConfigError, DistillConfig, build_parser, load_config
-from data_gen.outdir import OutputDir
 from data_gen.redact import RedactingFilter, redact
-from data_gen.report import versions
-from data_gen.task import Task, load_task
+from data_gen.run.outdir import OutputDir
+from data_gen.run.report import versions
+from data_gen.tasks.task import Task, load_task
 from data_gen.teachers import make_teacher
 from eval import overlap, report
 from eval.backends import Served, ServerError, check_models, groups, serve, vllm_command

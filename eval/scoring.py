@@ -21,8 +21,8 @@ import statistics
 from functools import cache
 from typing import Any
 
-from data_gen.metrics import classification_report
-from data_gen.task import Reading, Task
+from data_gen.tasks.metrics import classification_report
+from data_gen.tasks.task import Reading, Task
 
 CORPORATE_SUFFIXES = r"(?:inc|corp|corporation|co|company|plc|ltd|limited|llc|ag|sa|nv|se|group|holdings?)"
 NUMBER_RE = re.compile(r"(?<![\w.])[-+]?\$?\d[\d,]*(?:\.\d+)?%?")

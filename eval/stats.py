@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from data_gen.task import Task
+from data_gen.tasks.task import Task
 
 CONFIDENCE = 0.95
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from data_gen.fake_server import FakeOpenAI, Reply, answer, finsight_reply
 from tests.conftest import ROOT
+from tests.fake_server import FakeOpenAI, Reply, answer, finsight_reply
 
 KEY_NAME = "FIN_DISTILL_TEST_KEY"
 PRICE = 100.0  # USD per million tokens, input and output: one token is $0.0001
@@ -177,7 +177,7 @@ def test_requests_in_flight_at_a_kill_are_reserved_durably_and_counted_by_the_ne
 def test_a_tokenizer_makes_the_client_count_exact(distill, tmp_path, prices) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-    from data_gen.tokens import TokenCounter
+    from data_gen.client.tokens import TokenCounter
 
     vocabulary = Tokenizer(models.BPE(unk_token="[UNK]"))
     vocabulary.pre_tokenizer = pre_tokenizers.ByteLevel()

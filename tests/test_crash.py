@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from data_gen.chat import request_key
-from data_gen.fake_server import FakeOpenAI, Reply, answer, finsight_reply, user_text
+from data_gen.client.types import request_key
 from tests.conftest import ROOT
+from tests.fake_server import FakeOpenAI, Reply, answer, finsight_reply, user_text
 
 pytestmark = pytest.mark.slow
 ROWS = 40

@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from data_gen.dedup import Deduplicator
-from data_gen.metrics import classification_report
-from data_gen.splits import assign_split
+from data_gen.sources.dedup import Deduplicator
+from data_gen.sources.splits import assign_split
+from data_gen.tasks.metrics import classification_report
 
 
 def test_exact_and_near_duplicates_keep_the_first() -> None:

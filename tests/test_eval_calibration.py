@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from data_gen.fake_server import FakeOpenAI, Reply, answer, finsight_reply, user_text
 from eval.calibration import label_probs, reliability
+from tests.fake_server import FakeOpenAI, Reply, answer, finsight_reply, user_text
 
 from .conftest import free_port
 from .test_eval_run import FINSIGHT, RULES, SERVED, run_eval

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from data_gen.config import build_parser, load_config
-from data_gen.sources import InputError
-from data_gen.task import load_task
+from data_gen.sources.readers import InputError
+from data_gen.tasks.task import load_task
 from eval.config import EvalConfig, validate
 from eval.data import load_eval_set
 from eval.run import main

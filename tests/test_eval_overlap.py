@@ -7,7 +7,7 @@ import csv
 import json
 from pathlib import Path
 
-from data_gen.dedup import Deduplicator
+from data_gen.sources.dedup import Deduplicator
 from eval.run import main
 
 from .test_decontaminate import sample_texts

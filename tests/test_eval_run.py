@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 from data_gen.config import build_parser, load_config
-from data_gen.fake_server import FakeOpenAI, Reply, answer, finsight_reply, user_text
-from data_gen.task import load_task
+from data_gen.tasks.task import load_task
 from data_gen.teachers.rules import RulesTeacher
 from eval.backends import ModelSpec, vllm_command
 from eval.config import EvalConfig, validate
 from eval.generate import generation_params
 from eval.run import main
+from tests.fake_server import FakeOpenAI, Reply, answer, finsight_reply, user_text
 
 from .conftest import ROOT, free_port
 
@@ -125,7 +125,7 @@ def fake_cli(tmp_path: Path) -> Path:
     script.write_text(
         "#!/bin/sh\n"
         'echo $$ >> "$FAKE_PIDS"\n'
-        f'exec "{sys.executable}" -m data_gen.fake_server --port "$API_PORT" --latency "${{FAKE_LATENCY:-0}}" '
+        f'exec "{sys.executable}" -m tests.fake_server --port "$API_PORT" --latency "${{FAKE_LATENCY:-0}}" '
         '${EXIT_AFTER:+--exit-after "$EXIT_AFTER"}\n'
     )
     script.chmod(0o755)

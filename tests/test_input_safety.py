@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from data_gen.fake_server import FakeOpenAI, Reply, finsight_reply
-from data_gen.task import TASKS_DIR
+from data_gen.tasks.task import TASKS_DIR
 from eval.run import main as eval_main
+from tests.fake_server import FakeOpenAI, Reply, finsight_reply
 
 GOOD = ["Acme Corp's net sales rose 12% to EUR 40 mn.", "Beta Oyj warned that profit will fall."]
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from data_gen.distill import main as distill
-from data_gen.kd import check_rows, label_belief
+from data_gen.kd.rows import check_rows, label_belief
 from data_gen.teachers.local import Scored
 
 from .conftest import LF_PYTHON, ROOT, SAMPLES, need_engine, recipe_module

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from data_gen.budget import ANSWERED, FAILED, UNANSWERED, Budget, BudgetExhausted, Reservation, Spent
-from data_gen.chat import Usage
-from data_gen.fake_server import max_in_window
-from data_gen.limits import AdaptiveConcurrency, Governor, RateWindow
-from data_gen.pricing import Price
+from data_gen.client.budget import ANSWERED, FAILED, UNANSWERED, Budget, BudgetExhausted, Reservation, Spent
+from data_gen.client.limits import AdaptiveConcurrency, Governor, RateWindow
+from data_gen.client.pricing import Price
+from data_gen.client.types import Usage
+from tests.fake_server import max_in_window
 
 
 @pytest.mark.parametrize("pace", [False, True])

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from data_gen.cache import ResponseCache
-from data_gen.chat import request_key
-from data_gen.fake_server import FakeOpenAI, Reply, answer, finsight_reply, user_text
+from data_gen.client.cache import ResponseCache
+from data_gen.client.types import request_key
+from tests.fake_server import FakeOpenAI, Reply, answer, finsight_reply, user_text
 
 KEY_NAME = "FIN_DISTILL_TEST_KEY"
 
@@ -60,7 +60,7 @@ def test_changing_max_tokens_asks_only_the_truncated_rows(distill, tmp_path: Pat
 
 
 def test_a_stored_reply_longer_than_a_smaller_limit_counts_as_cut(tmp_path: Path) -> None:
-    from data_gen.chat import Completion, Usage
+    from data_gen.client.types import Completion, Usage
 
     cache = ResponseCache(tmp_path / "cache.sqlite")
     cache.put("k", "e", {"model": "m", "max_tokens": 2048}, Completion("long", finish_reason="stop",
@@ -212,7 +212,7 @@ def test_failed_and_missing_batch_lines_are_reported_and_asked_again(distill, tm
 
 
 def test_batch_files_split_at_the_line_and_size_limits(tmp_path: Path) -> None:
-    from data_gen.batch import BatchWriter
+    from data_gen.client.batch import BatchWriter
 
     writer = BatchWriter(tmp_path, max_lines=3, max_bytes=10_000)
     for i in range(7):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from data_gen.fake_server import FakeOpenAI, Reply, answer, finsight_reply, user_text
 from tests.conftest import free_port
+from tests.fake_server import FakeOpenAI, Reply, answer, finsight_reply, user_text
 
 TEXTS = [
     "Acme Corp's net sales rose 12% to EUR 40 mn.",

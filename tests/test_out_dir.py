@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from data_gen.fake_server import FakeOpenAI
 from eval.run import main as eval_main
 from tests.conftest import ROOT, SAMPLES, free_port
+from tests.fake_server import FakeOpenAI
 
 NEWS = ["--input", str(SAMPLES / "news.csv"), "--limit", "5"]
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from data_gen.writers import SCHEMAS_DIR
+from data_gen.writers.training import SCHEMAS_DIR
 from tests.conftest import ROOT, SAMPLES
 
 NEWS = str(SAMPLES / "news.csv")

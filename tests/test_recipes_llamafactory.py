@@ -157,8 +157,8 @@ def ask_when_ready(base_url: str, model: str, proc: subprocess.Popen[bytes], log
     """One chat request through the project's own client once the server is up (bounded in time)."""
     import asyncio
 
-    from data_gen.chat import ChatRequest
-    from data_gen.client import ChatClient
+    from data_gen.client.api import ChatClient
+    from data_gen.client.types import ChatRequest
 
     deadline = time.monotonic() + 180
     while True:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from data_gen.fake_server import FakeOpenAI, Reply, answer, finsight_reply, user_text
 from data_gen.redact import redact
 from eval.run import main as eval_main
 from tests.conftest import SAMPLES
+from tests.fake_server import FakeOpenAI, Reply, answer, finsight_reply, user_text
 
 KEY_NAME = "FIN_DISTILL_REDACTION_KEY"
 

@@ -1,11 +1,11 @@
-"""KD rows from a `/v1/completions` echo answer, worked by hand (data_gen.teachers.served.scored_from_echo)."""
+"""KD rows from a `/v1/completions` echo answer, worked by hand (data_gen.kd.served.scored_from_echo)."""
 
 from __future__ import annotations
 
 import pytest
 
-from data_gen.kd import check_rows
-from data_gen.teachers.served import ScoringError, scored_from_echo, token_id
+from data_gen.kd.rows import check_rows
+from data_gen.kd.served import ScoringError, scored_from_echo, token_id
 
 
 def answer(ids: list[int], generated: int, entries: list[dict[int, float] | None]) -> dict:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from data_gen.fake_server import FakeOpenAI, Reply, answer, finsight_reply
 from eval.run import main as eval_main
 from tests.conftest import SAMPLES, free_port
+from tests.fake_server import FakeOpenAI, Reply, answer, finsight_reply
 
 NEWS = ["--input", str(SAMPLES / "news.csv"), "--limit", "3"]
 

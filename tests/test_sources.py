@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data_gen.sources import InputError, read_source, text_id
+from data_gen.sources.readers import InputError, read_source, text_id
 
 ROWS = [
     {"id": "a1", "text": "Acme Corp's net sales rose 12% to EUR 40 mn.", "label": "positive"},

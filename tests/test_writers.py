@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from data_gen.writers import (
+from data_gen.writers.training import (
     AtomicFiles,
     Example,
     TrainingWriter,

@@ -12,12 +12,12 @@ import os
 from typing import Protocol
 
 from data_gen import redact
-from data_gen.chat import ChatRequest, Completion
-from data_gen.client import ChatClient
+from data_gen.client.api import ChatClient
+from data_gen.client.limits import Governor
+from data_gen.client.tokens import TokenCounter
+from data_gen.client.types import ChatRequest, Completion
 from data_gen.config import ConfigError, DistillConfig
-from data_gen.limits import Governor
-from data_gen.task import Task
-from data_gen.tokens import TokenCounter
+from data_gen.tasks.task import Task
 
 
 class Teacher(Protocol):

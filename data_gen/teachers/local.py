@@ -4,7 +4,7 @@ distillation on your own hardware, and what makes that path testable with tiny l
 ``complete`` generates a reply exactly as a chat server would (the tokenizer's chat template, greedy at
 temperature 0, else sampled with the request's seed). ``score`` runs the model once over a whole conversation and
 returns, for every position of the last (assistant) turn, the top-k log-probabilities of the next token: what
-Axolotl's KD trainer distils into the student (``data_gen.kd``). Requests run one at a time in a worker thread, so
+Axolotl's KD trainer distils into the student (``data_gen.kd.rows``). Requests run one at a time in a worker thread, so
 the event loop stays free.
 """
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_gen.cache import fingerprint
-from data_gen.chat import ChatRequest, Completion, Usage
+from data_gen.client.cache import fingerprint
+from data_gen.client.types import ChatRequest, Completion, Usage
 from data_gen.config import ConfigError
 
 MIN_LOGPROB = -50.0  # Axolotl turns a top-k log-probability below about -104 into -inf (a NaN loss): clamp

@@ -21,9 +21,9 @@ from typing import Any
 
 import yaml
 
-from data_gen.chat import ChatRequest, Completion, Usage
+from data_gen.client.types import ChatRequest, Completion, Usage
 from data_gen.config import ConfigError
-from data_gen.task import Task
+from data_gen.tasks.task import Task
 
 HERE = Path(__file__).parent
 LEXICON_PATH = HERE / "finance_lexicon.yaml"

@@ -1,7 +1,7 @@
 """Training files the engines load without edits: ShareGPT and Alpaca JSONL per split, the matching
 ``dataset_info.json`` for LLaMA-Factory and a ``datasets:`` snippet for Axolotl.
 
-Each record is validated against the JSON Schema of its format (``data_gen/schemas/``) before it is written,
+Each record is validated against the JSON Schema of its format (``data_gen/writers/schemas/``) before it is written,
 and every file is written to a temporary name and renamed, so a crash never leaves half a file.
 """
 
@@ -42,7 +42,7 @@ class Example:
     user: str
     assistant: str
     meta: dict[str, Any] = field(default_factory=dict)
-    kd: dict[str, Any] | None = None  # logprobs + target_token_ids (data_gen.kd), with --kd-top-k
+    kd: dict[str, Any] | None = None  # logprobs + target_token_ids (data_gen.kd.rows), with --kd-top-k
 
     def messages(self) -> list[dict[str, str]]:
         return [
@@ -138,10 +138,10 @@ def record_validator(fmt: str) -> Draft202012Validator:
 
 
 def record_errors(fmt: str, record: dict[str, Any]) -> str | None:
-    from data_gen.parsing import schema_error
+    from data_gen.tasks.parsing import schema_error
 
     validator = record_validator(fmt)
-    if fmt == "kd":  # every row's length and values were checked when it was scored (data_gen.kd.check_rows);
+    if fmt == "kd":  # every row's length and values were checked when it was scored (data_gen.kd.rows.check_rows);
         # the schema checks the record on its first and last rows (all of them: ~0.2 s an example in jsonschema)
         record = {**record, **{k: ends(record[k]) for k in ("logprobs", "target_token_ids") if k in record}}
     return None if validator.is_valid(record) else schema_error(record, validator)

@@ -19,9 +19,9 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from data_gen.config import ConfigError
-from data_gen.parsing import RowRejected, extract_json_object, fix_enum_case, schema_error, split_thinking
+from data_gen.tasks.parsing import RowRejected, extract_json_object, fix_enum_case, schema_error, split_thinking
 
-TASKS_DIR = Path(__file__).parent / "tasks"
+TASKS_DIR = Path(__file__).parent  # one folder per task, beside this module
 _TASK_KEYS = {
     "name",
     "description",

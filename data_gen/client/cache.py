@@ -20,8 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from data_gen.budget import RESERVED, Spent
-from data_gen.chat import ChatRequest, Completion, Usage, request_key
+from data_gen.client.budget import RESERVED, Spent
+from data_gen.client.types import ChatRequest, Completion, Usage, request_key
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (

@@ -20,8 +20,8 @@ import importlib.util
 from operator import itemgetter
 from typing import Any
 
-from data_gen.chat import Usage, normalize_endpoint
-from data_gen.client import ChatClient, describe_error
+from data_gen.client.api import ChatClient, describe_error
+from data_gen.client.types import Usage, normalize_endpoint
 from data_gen.config import ConfigError
 from data_gen.teachers.local import Scored, clamp, conversation_ids, load_tokenizer, tokenizer_fingerprint
 

@@ -22,8 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
-from data_gen.chat import Usage
-from data_gen.pricing import Price
+from data_gen.client.pricing import Price
+from data_gen.client.types import Usage
 
 log = logging.getLogger("data_gen")
 MARGIN = 1.1  # on top of the largest ratio seen: the next answer may be a little larger still

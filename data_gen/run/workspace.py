@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from data_gen.redact import redact
-from data_gen.sources import Record
+from data_gen.sources.readers import Record
 
 SCHEMA = """
 CREATE TABLE ids (id TEXT PRIMARY KEY, row INTEGER);

@@ -2,7 +2,7 @@
 model, benchmark the client, and produce the faults a real server will not produce on demand (429 with or without
 Retry-After, 500, slow answers, dropped connections, bad JSON, empty choices).
 
-    python -m data_gen.fake_server --port 8000 --latency 0.2      # answers every finsight request validly
+    python -m tests.fake_server --port 8000 --latency 0.2      # answers every finsight request validly
     python -m data_gen.distill --input news.csv --teacher openai --base-url http://127.0.0.1:8000/v1 \
         --model fake --api-key-env "" --out /tmp/try
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from data_gen.chat import Usage
+from data_gen.client.types import Usage
 from data_gen.config import ConfigError
 
 

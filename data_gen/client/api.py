@@ -18,7 +18,9 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 from tenacity.wait import wait_base
 
-from data_gen.chat import (
+from data_gen.client.limits import AdaptiveConcurrency, Governor
+from data_gen.client.tokens import TokenCounter
+from data_gen.client.types import (
     ChatRequest,
     Completion,
     Usage,
@@ -27,9 +29,7 @@ from data_gen.chat import (
     reported_usage,
     request_key,
 )
-from data_gen.limits import AdaptiveConcurrency, Governor
 from data_gen.redact import redact
-from data_gen.tokens import TokenCounter
 
 RETRY_STATUS = frozenset({408, 409, 429})
 FATAL_STATUS = frozenset({401, 403, 404})  # wrong key, no access, unknown model: every row would fail the same way

@@ -13,14 +13,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_gen.batch import Deferred
-from data_gen.budget import BudgetExhausted
-from data_gen.chat import ChatRequest, Completion, Usage, request_key
-from data_gen.client import TeacherSetupError, describe_error, is_fatal
+from data_gen.client.api import TeacherSetupError, describe_error, is_fatal
+from data_gen.client.batch import Deferred
+from data_gen.client.budget import BudgetExhausted
+from data_gen.client.types import ChatRequest, Completion, Usage, request_key
 from data_gen.config import DistillConfig
-from data_gen.parsing import RowRejected
-from data_gen.sources import Record, unencodable
-from data_gen.task import Parsed, Task
+from data_gen.sources.readers import Record, unencodable
+from data_gen.tasks.parsing import RowRejected
+from data_gen.tasks.task import Parsed, Task
 
 NOT_REASKED = {"declined"}  # a refusal is an answer: asking again with "your refusal failed validation" is waste
 REPLY_REJECTIONS = {  # reasons that a stored reply can cause, which --refresh-rejected asks again for

@@ -19,8 +19,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from data_gen.cache import ResponseCache
-from data_gen.chat import Completion, Usage, request_key
+from data_gen.client.cache import ResponseCache
+from data_gen.client.types import Completion, Usage, request_key
 from data_gen.teachers.local import Scored
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from data_gen.config import ConfigError
 
 if TYPE_CHECKING:
-    from data_gen.cache import ResponseCache
+    from data_gen.client.cache import ResponseCache
 
 MARKER = ".fin-distill.json"
 STORE = ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "cache.sqlite-journal")
@@ -155,8 +155,8 @@ class OutputDir:
     def run(self, store: bool) -> Iterator[ResponseCache | None]:
         """Create the folder and open its store (``cache.sqlite``, when ``store``) for one run. A run refused on the
         way (ConfigError, TeacherSetupError) before it stored or paid for anything removes what it created."""
-        from data_gen.cache import ResponseCache
-        from data_gen.client import TeacherSetupError
+        from data_gen.client.api import TeacherSetupError
+        from data_gen.client.cache import ResponseCache
 
         self.create()
         cache = ResponseCache(self.path / "cache.sqlite") if store else None

@@ -16,20 +16,20 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from data_gen.chat import Usage, request_key
+from data_gen.client.pricing import Price
+from data_gen.client.tokens import TokenCounter
+from data_gen.client.types import Usage, request_key
 from data_gen.config import kd_server
-from data_gen.metrics import report_from_pairs
-from data_gen.pricing import Price
-from data_gen.tokens import TokenCounter
-from data_gen.writers import atomic_write_json, atomic_write_text
+from data_gen.tasks.metrics import report_from_pairs
+from data_gen.writers.training import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
-    from data_gen.cache import ResponseCache
+    from data_gen.client.cache import ResponseCache
     from data_gen.config import DistillConfig
-    from data_gen.distiller import Outcome
-    from data_gen.pipeline import Prepared, RunContext, Stats
-    from data_gen.task import Task
-    from data_gen.workspace import Workspace
+    from data_gen.run.ladder import Outcome
+    from data_gen.run.pipeline import Prepared, RunContext, Stats
+    from data_gen.run.workspace import Workspace
+    from data_gen.tasks.task import Task
 
 CHARS_PER_TOKEN = 4.0  # rough English average, for estimates only (no tokenizer download needed)
 PACKAGES = ("fin-distill", "openai", "tenacity", "jsonschema", "json-repair", "datasets", "pandas", "datasketch")
@@ -87,7 +87,7 @@ def estimate(
     prepared: Prepared,
 ) -> dict[str, Any]:
     """Requests, tokens and cost a run would need, online and as batch files (no tokenizer, no network)."""
-    from data_gen.distiller import Distiller
+    from data_gen.run.ladder import Distiller
 
     distiller = Distiller(config, task, teacher)
     limit = distiller.params["max_tokens"]
@@ -272,7 +272,7 @@ def build_manifest(
 
 
 def _sampling(config: DistillConfig, task: Task) -> dict[str, Any]:
-    from data_gen.distiller import sampling_params
+    from data_gen.run.ladder import sampling_params
 
     return sampling_params(config, task)
 

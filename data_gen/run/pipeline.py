@@ -21,26 +21,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_gen import kd
-from data_gen.batch import BatchingTeacher, BatchWriter, ingest
-from data_gen.budget import Budget
-from data_gen.cache import CachedTeacher, ResponseCache
-from data_gen.chat import Usage, normalize_endpoint
-from data_gen.client import describe_error, is_fatal, is_request_error
+from data_gen.client.api import describe_error, is_fatal, is_request_error
+from data_gen.client.batch import BatchingTeacher, BatchWriter, ingest
+from data_gen.client.budget import Budget
+from data_gen.client.cache import CachedTeacher, ResponseCache
+from data_gen.client.limits import AdaptiveConcurrency, Governor
+from data_gen.client.pricing import Price, load_price
+from data_gen.client.types import Usage, normalize_endpoint
 from data_gen.config import ConfigError, DistillConfig, kd_server
-from data_gen.dedup import Deduplicator
-from data_gen.distiller import Distiller, Outcome, run_bounded
-from data_gen.limits import AdaptiveConcurrency, Governor
-from data_gen.outdir import OutputDir, recorded_files
-from data_gen.pricing import Price, load_price
+from data_gen.kd import rows as kd
 from data_gen.redact import RedactingFilter
-from data_gen.report import build_manifest, estimate, example_meta, format_estimate, write_card
-from data_gen.sources import InputError, Record, Rejected, SourceReport, duplicate, texts_of
-from data_gen.splits import assign_split
-from data_gen.task import Task, load_task
+from data_gen.run.ladder import Distiller, Outcome, run_bounded
+from data_gen.run.outdir import OutputDir, recorded_files
+from data_gen.run.report import build_manifest, estimate, example_meta, format_estimate, write_card
+from data_gen.run.workspace import Workspace
+from data_gen.sources.dedup import Deduplicator
+from data_gen.sources.readers import InputError, Record, Rejected, SourceReport, duplicate, texts_of
+from data_gen.sources.splits import assign_split
+from data_gen.tasks.task import Task, load_task
 from data_gen.teachers import Teacher, make_teacher
-from data_gen.workspace import Workspace
-from data_gen.writers import AtomicFiles, Example, TrainingWriter, jsonl_line, stale_training_files
+from data_gen.writers.training import AtomicFiles, Example, TrainingWriter, jsonl_line, stale_training_files
 
 log = logging.getLogger("data_gen")
 
@@ -233,7 +233,7 @@ async def kd_scorer(config: DistillConfig, teacher: Any, cache: ResponseCache | 
 
     server = kd_server(config)
     if server is not None:
-        from data_gen.teachers.served import ServedScorer
+        from data_gen.kd.served import ServedScorer
 
         own = config.teacher == "openai" and normalize_endpoint(server) == normalize_endpoint(config.base_url or "")
         key = os.environ.get(config.api_key_env) if (own and config.api_key_env) else None  # never sent elsewhere
@@ -266,7 +266,7 @@ async def score_all(config: DistillConfig, task: Task, scorer: Any, work: Worksp
     are rejected with the reason."""
     from tqdm import tqdm
 
-    from data_gen.teachers.served import ScoringError
+    from data_gen.kd.served import ScoringError
 
     outcomes: Counter = Counter()
     confidences: list[float] = []

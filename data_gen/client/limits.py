@@ -17,8 +17,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_gen.budget import ANSWERED, FAILED, UNANSWERED, Budget, Reservation
-from data_gen.chat import Usage
+from data_gen.client.budget import ANSWERED, FAILED, UNANSWERED, Budget, Reservation
+from data_gen.client.types import Usage
 
 
 @dataclass

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_gen.cache import ResponseCache
-from data_gen.chat import ChatRequest, Completion, Usage, completion_from_response, reported_usage, request_key
-from data_gen.pricing import Price
-from data_gen.tokens import TokenCounter
+from data_gen.client.cache import ResponseCache
+from data_gen.client.pricing import Price
+from data_gen.client.tokens import TokenCounter
+from data_gen.client.types import ChatRequest, Completion, Usage, completion_from_response, reported_usage, request_key
 
 MAX_LINES = 50_000  # OpenAI Batch API limits per input file
 MAX_BYTES = 200 * 1024 * 1024

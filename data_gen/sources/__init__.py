@@ -1,0 +1,1 @@
+"""Reading input: file formats, encodings and text rules, duplicates, and hash-based splits."""
