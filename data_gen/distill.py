@@ -13,9 +13,10 @@ import asyncio
 import logging
 import sys
 
-from data_gen.client.api import TeacherSetupError
-from data_gen.config import ConfigError, build_parser, load_config
-from data_gen.redact import RedactingFilter, redact
+from data_gen.errors import EXIT_BUDGET, run_cli
+from data_gen.options import build_parser, load_config
+from data_gen.redact import RedactingFilter
+from data_gen.run.config import DistillConfig, validate
 from data_gen.run.pipeline import BudgetStop, distill
 from data_gen.run.report import summary_lines
 
@@ -45,7 +46,7 @@ exit status: 0 done, 2 bad input or configuration, 3 teacher unreachable or refu
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(__doc__ or "", EPILOG, prog="python -m data_gen.distill")
+    parser = build_parser(DistillConfig, __doc__ or "", EPILOG, prog="python -m data_gen.distill")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -54,33 +55,29 @@ def main(argv: list[str] | None = None) -> int:
     console = logging.getLogger().handlers[0]
     console.setLevel(logging.WARNING)  # the console gets warnings; the log file all
     console.addFilter(RedactingFilter())
-    try:
-        config = load_config(args)
-        manifest = asyncio.run(distill(config, argv=["python", "-m", "data_gen.distill", *(argv or sys.argv[1:])]))
-    except ConfigError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
-        return 2
-    except TeacherSetupError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
-        return 3
-    except BudgetStop as stop:
-        for line in summary_lines(stop.manifest, config.out or ""):
-            print(line)
-        waiting = stop.manifest["counts"]["rejected_by_reason"].get("budget_exhausted", 0)
-        print(
-            f"stopped by the budget: {stop}. {waiting:,} rows not asked are rejected as budget_exhausted; to resume, "
-            "rerun the same command with a higher cap (--max-cost / --max-tokens): nothing already paid for is "
-            "asked again.",
-            file=sys.stderr,
-        )
-        return 4
-    except KeyboardInterrupt:
-        print("interrupted: stored teacher responses are kept; rerun the same command to resume", file=sys.stderr)
-        return 130
-    if "counts" in manifest:
-        for line in summary_lines(manifest, config.out or ""):
-            print(line)
-    return 0
+
+    def work() -> int:
+        config = load_config(args, DistillConfig, validate)
+        command = ["python", "-m", "data_gen.distill", *(argv or sys.argv[1:])]
+        try:
+            manifest = asyncio.run(distill(config, argv=command))
+        except BudgetStop as stop:
+            for line in summary_lines(stop.manifest, config.out or ""):
+                print(line)
+            waiting = stop.manifest["counts"]["rejected_by_reason"].get("budget_exhausted", 0)
+            print(
+                f"stopped by the budget: {stop}. {waiting:,} rows not asked are rejected as budget_exhausted; to "
+                "resume, rerun the same command with a higher cap (--max-cost / --max-tokens): nothing already paid "
+                "for is asked again.",
+                file=sys.stderr,
+            )
+            return EXIT_BUDGET
+        if "counts" in manifest:
+            for line in summary_lines(manifest, config.out or ""):
+                print(line)
+        return 0
+
+    return run_cli(work, stored="stored teacher responses are kept")
 
 
 if __name__ == "__main__":

@@ -34,16 +34,16 @@ from typing import Any
 import yaml
 
 from data_gen import redact
-from data_gen.client.cache import fingerprint
 from data_gen.client.types import normalize_endpoint
-from data_gen.config import ConfigError
+from data_gen.errors import ConfigError, ServiceError
+from data_gen.provenance import fingerprint
 from eval import llamacpp
 from eval.config import EvalConfig
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's LoRAConfig accepts only these max_lora_rank values
 
 
-class ServerError(RuntimeError):
+class ServerError(ServiceError):
     """A server that would not start, died or stopped answering; the message is one line plus its log's tail."""
 
 

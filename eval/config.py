@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_gen.config import ConfigError, SourceOptions, _opt, check_finite, check_key_variable
+from data_gen.errors import ConfigError
+from data_gen.options import check_finite, check_key_variable, option
+from data_gen.sources.options import SourceOptions
 
 BACKENDS = ("auto", "vllm", "llamacpp", "llamafactory", "endpoint")
 CONSTRAINED = ("none", "json_schema", "structured_outputs", "guided_json")
@@ -25,20 +27,20 @@ class EvalConfig(SourceOptions):
     """Everything an evaluation run needs. Secrets are never stored: only the *names* of key variables."""
 
     # --- what to evaluate on ---
-    task: str = _opt("finsight", "task name (a folder in data_gen/tasks/) or a path to a task folder")
-    data: str | None = _opt(
+    task: str = option("finsight", "task name (a folder in data_gen/tasks/) or a path to a task folder")
+    data: str | None = option(
         None,
         "test data: a data_gen output directory (its --split is read), an FPB .txt, or a CSV / TSV / JSONL / JSON / "
         "Parquet file or saved dataset with --text-column and --label-column",
     )
-    split: str = _opt("test", "split of a data_gen output directory to evaluate on")
-    reference: str = _opt(
+    split: str = option("test", "split of a data_gen output directory to evaluate on")
+    reference: str = option(
         "teacher",
         "for a data_gen output directory: score against the teacher's answers (teacher) or the input's gold labels "
         "(gold)",
         choices=["teacher", "gold"],
     )
-    train_data: str | None = _opt(
+    train_data: str | None = option(
         None,
         "training data to look for the test texts in (exact and near duplicates): a data_gen output directory (its "
         "train and validation splits) or a file; default: the --data directory itself when it is a data_gen "
@@ -46,100 +48,102 @@ class EvalConfig(SourceOptions):
     )
 
     # --- the models ---
-    backend: str = _opt(
+    backend: str = option(
         "auto",
         "vllm (starts `vllm serve`, a GPU), llamacpp (starts llama.cpp's `llama-server`: the fast CPU engine, GGUF), "
         "llamafactory (starts `llamafactory-cli api`, Hugging Face generate) or endpoint (a server that is already "
         "running); auto: endpoint when --endpoint is given, else vllm",
         choices=list(BACKENDS),
     )
-    model: str | None = _opt(
+    model: str | None = option(
         None, "base model: a Hugging Face id or folder (vllm, llamafactory) or the name the --endpoint serves it as"
     )
-    adapter: str | None = _opt(
+    adapter: str | None = option(
         None,
         "LoRA adapter folder (vllm, llamafactory) or the name the --endpoint serves it as; with --model, base and "
         "fine-tuned are both evaluated on the same prompts",
     )
-    endpoint: str | None = _opt(None, "base URL of a running OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
-    api_key_env: str | None = _opt(None, "NAME of the environment variable holding the --endpoint's API key")
-    template: str | None = _opt(
+    endpoint: str | None = option(None, "base URL of a running OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str | None = option(None, "NAME of the environment variable holding the --endpoint's API key")
+    template: str | None = option(
         None, "LLaMA-Factory chat template (qwen, llama3, ...); default: the tokenizer's own chat template"
     )
-    teacher: str | None = _opt(
+    teacher: str | None = option(
         None,
         "also evaluate a teacher as a reference: rules (the offline baseline) or openai (--teacher-base-url, "
         "--teacher-model, --teacher-api-key-env)",
         choices=["rules", "openai"],
     )
-    teacher_base_url: str | None = _opt(None, "base URL of the teacher's OpenAI-compatible API")
-    teacher_model: str | None = _opt(None, "teacher model name as its API knows it")
-    teacher_api_key_env: str | None = _opt("OPENAI_API_KEY", "NAME of the environment variable with the teacher's key")
+    teacher_base_url: str | None = option(None, "base URL of the teacher's OpenAI-compatible API")
+    teacher_model: str | None = option(None, "teacher model name as its API knows it")
+    teacher_api_key_env: str | None = option(
+        "OPENAI_API_KEY", "NAME of the environment variable with the teacher's key"
+    )
 
     # --- generation (recorded in results.json) ---
-    prompt: str = _opt(
+    prompt: str = option(
         "auto",
         "the system prompt base and fine-tuned models are asked with: student (the task's short prompt), teacher "
         "(the teacher's full prompt), or auto: what the training files of a data_gen --data folder carry, else "
         "student. The teacher is always asked with its own",
         choices=["auto", "student", "teacher"],
     )
-    temperature: float = _opt(0.0, "sampling temperature (0: greedy)")
-    top_p: float | None = _opt(None, "nucleus sampling; omitted from requests when unset")
-    max_tokens: int | None = _opt(None, "completion token limit per request (default: the task's limit)")
-    seed: int = _opt(0, "sampling seed, sent with every request and given to vllm serve")
-    constrained: str = _opt(
+    temperature: float = option(0.0, "sampling temperature (0: greedy)")
+    top_p: float | None = option(None, "nucleus sampling; omitted from requests when unset")
+    max_tokens: int | None = option(None, "completion token limit per request (default: the task's limit)")
+    seed: int = option(0, "sampling seed, sent with every request and given to vllm serve")
+    constrained: str = option(
         "none",
         "send the task's JSON Schema as a constraint: json_schema (OpenAI response_format, also vLLM), "
         "structured_outputs (vLLM >= 0.10 extra field), guided_json (older vLLM); answers are validated either way",
         choices=list(CONSTRAINED),
     )
-    logprobs: int = _opt(
+    logprobs: int = option(
         0,
         "ask the served models for their top-K log-probabilities per token (OpenAI logprobs / top_logprobs, as vLLM "
         "returns them) and report how well calibrated each model's label is: ECE and a reliability plot; 0: off",
     )
-    concurrency: int = _opt(8, "requests in flight per model")
-    timeout: float = _opt(300.0, "seconds before one request times out")
-    max_retries: int = _opt(2, "retries of a request on 429 / 5xx / timeouts / dropped connections")
+    concurrency: int = option(8, "requests in flight per model")
+    timeout: float = option(300.0, "seconds before one request times out")
+    max_retries: int = option(2, "retries of a request on 429 / 5xx / timeouts / dropped connections")
 
     # --- servers ---
-    vllm_bin: str = _opt(_engine_bin("vllm", "vllm"), "the vllm executable")
-    llamafactory_cli: str = _opt(_engine_bin("llamafactory", "llamafactory-cli"), "the llamafactory-cli executable")
-    llama_server: str = _opt(_engine_bin("llamacpp", "llama-server"), "llama.cpp's server executable (make llamacpp)")
-    converter_python: str = _opt(
+    vllm_bin: str = option(_engine_bin("vllm", "vllm"), "the vllm executable")
+    llamafactory_cli: str = option(_engine_bin("llamafactory", "llamafactory-cli"), "the llamafactory-cli executable")
+    llama_server: str = option(_engine_bin("llamacpp", "llama-server"), "llama.cpp's server executable (make llamacpp)")
+    converter_python: str = option(
         _engine_bin("llamafactory", "python"),
         "llamacpp: the Python (with torch, transformers, gguf) that runs llama.cpp's GGUF converters",
     )
-    parallel: int = _opt(4, "llamacpp: requests decoded together (server slots, continuous batching)")
-    threads: int | None = _opt(None, "llamacpp: CPU threads (default: all cores)")
-    tensor_parallel_size: int = _opt(1, "vllm: GPUs per model replica")
-    data_parallel_size: int = _opt(1, "vllm: model replicas")
-    max_model_len: int | None = _opt(None, "vllm: context length (default: the model's)")
-    gpu_memory_utilization: float | None = _opt(None, "vllm: share of GPU memory to use (default: vLLM's 0.9)")
-    max_lora_rank: int | None = _opt(None, "vllm: largest LoRA rank to serve (default: the adapter's rank)")
-    server_args: list[str] = _opt(
+    parallel: int = option(4, "llamacpp: requests decoded together (server slots, continuous batching)")
+    threads: int | None = option(None, "llamacpp: CPU threads (default: all cores)")
+    tensor_parallel_size: int = option(1, "vllm: GPUs per model replica")
+    data_parallel_size: int = option(1, "vllm: model replicas")
+    max_model_len: int | None = option(None, "vllm: context length (default: the model's)")
+    gpu_memory_utilization: float | None = option(None, "vllm: share of GPU memory to use (default: vLLM's 0.9)")
+    max_lora_rank: int | None = option(None, "vllm: largest LoRA rank to serve (default: the adapter's rank)")
+    server_args: list[str] = option(
         [],
         "extra arguments for the server command, comma-separated, e.g. --server-args=--enforce-eager,--max-num-seqs,64",
     )
-    startup_timeout: float = _opt(900.0, "seconds to wait for a started server to answer")
+    startup_timeout: float = option(900.0, "seconds to wait for a started server to answer")
 
     # --- statistics and outputs ---
-    bootstrap: int = _opt(1000, "bootstrap resamples for the 95% confidence intervals")
-    examples: int = _opt(10, "before / after examples in report.md where two models disagree")
-    out: str | None = _opt(
+    bootstrap: int = option(1000, "bootstrap resamples for the 95% confidence intervals")
+    examples: int = option(10, "before / after examples in report.md where two models disagree")
+    out: str | None = option(
         None,
         "output directory: results.json, predictions.jsonl, report.md, plots; new, empty, or an earlier evaluation "
         "of the same task and data (which the run resumes)",
     )
-    overwrite: bool = _opt(
+    overwrite: bool = option(
         False,
         "replace an eval.run output of another task or data in --out (its stored answers are kept; files eval.run "
         "did not write are never touched)",
     )
-    cache: bool = _opt(True, "store every answer in <out>/cache.sqlite; a rerun asks only what is missing")
-    dry_run: bool = _opt(False, "check the data and models, print what would run, then stop")
-    progress: bool = _opt(True, "show a progress bar")
+    cache: bool = option(True, "store every answer in <out>/cache.sqlite; a rerun asks only what is missing")
+    dry_run: bool = option(False, "check the data and models, print what would run, then stop")
+    progress: bool = option(True, "show a progress bar")
 
     def resolved_backend(self) -> str:
         if self.backend != "auto":

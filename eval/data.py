@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_gen.sources.readers import InputError, Record, Rejected, Source, duplicate, is_distilled
+from data_gen.errors import InputError
+from data_gen.sources.readers import Record, Rejected, Source, duplicate, is_distilled
 from data_gen.tasks.task import Task
 from eval.config import EvalConfig
 

@@ -12,15 +12,16 @@ import sys
 from typing import Any
 
 from data_gen.client.api import describe_error
+from data_gen.client.limits import run_bounded
 from data_gen.client.types import ChatRequest, Completion
-from data_gen.run.ladder import run_bounded
+from data_gen.errors import ServiceError
 from data_gen.tasks.task import Task
 from eval.backends import ServerError, ServerProcess
 from eval.config import EvalConfig
 from eval.data import Item
 
 
-class GenerationFailed(RuntimeError):
+class GenerationFailed(ServiceError):
     """A request failed after its retries: the run stops (answers so far are stored)."""
 
 

@@ -21,8 +21,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from data_gen.client.cache import fingerprint
-from data_gen.config import ConfigError
+from data_gen.errors import ConfigError
+from data_gen.provenance import fingerprint
 from eval.config import ROOT, EvalConfig
 
 GGUF_CACHE = ROOT / ".cache" / "gguf"

@@ -21,21 +21,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from data_gen.client.api import ChatClient, TeacherSetupError
+from data_gen.client.api import ChatClient
 from data_gen.client.cache import CachedTeacher, ResponseCache
 from data_gen.client.types import Completion
-from data_gen.config import ConfigError, DistillConfig, build_parser, load_config
-from data_gen.redact import RedactingFilter, redact
-from data_gen.run.outdir import OutputDir
-from data_gen.run.report import versions
+from data_gen.errors import ConfigError, run_cli
+from data_gen.options import build_parser, load_config
+from data_gen.provenance import versions
+from data_gen.redact import RedactingFilter
 from data_gen.tasks.task import Task, load_task
-from data_gen.teachers import make_teacher
+from data_gen.teachers import TeacherSpec, make_teacher
+from data_gen.writers.outdir import OutputDir
 from eval import overlap, report
-from eval.backends import Served, ServerError, check_models, groups, serve, vllm_command
+from eval.backends import Served, check_models, groups, serve, vllm_command
 from eval.calibration import label_probs, reliability
 from eval.config import EvalConfig, validate
 from eval.data import EvalSet, load_eval_set
-from eval.generate import GenerationFailed, generate, generation_params
+from eval.generate import generate, generation_params
 from eval.scoring import aggregate, score_row
 from eval.stats import Draws, bootstrap, compare, headline_metrics, mcnemar, with_intervals
 
@@ -92,8 +93,8 @@ async def collect(
                 models[served.label] = {"served_name": served.name, **served.identity}
     if config.teacher:
         teacher = make_teacher(
-            DistillConfig(
-                teacher=config.teacher,
+            TeacherSpec(
+                kind=config.teacher,
                 base_url=config.teacher_base_url,
                 model=config.teacher_model,
                 api_key_env=config.teacher_api_key_env,
@@ -313,34 +314,31 @@ def run(config: EvalConfig, argv: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(__doc__ or "", EPILOG, cls=EvalConfig, prog="python -m eval.run")
+    parser = build_parser(EvalConfig, __doc__ or "", EPILOG, prog="python -m eval.run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops the servers like Ctrl-C does
-    try:
+    loaded: list[EvalConfig] = []
+
+    def work() -> int:
         config = load_config(args, EvalConfig, validate)
+        loaded.append(config)
         results = run(config, ["python", "-m", "eval.run", *(argv if argv is not None else sys.argv[1:])])
-    except ConfigError as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
-        return 2
-    except (ServerError, GenerationFailed, TeacherSetupError) as exc:
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
-        if config.out:
-            print(
-                f"answers received so far (if any) are stored in {Path(config.out) / 'cache.sqlite'}: "
-                "rerun the same command to resume",
-                file=sys.stderr,
-            )
-        return 3
-    except KeyboardInterrupt:
-        print("interrupted: answers received so far are stored; rerun the same command to resume", file=sys.stderr)
-        return 130
-    if results:
-        for line in report.summary_lines(results, config.out or ""):
-            print(line)
-    return 0
+        if results:
+            for line in report.summary_lines(results, config.out or ""):
+                print(line)
+        return 0
+
+    def stored_answers() -> str:
+        out = loaded[0].out if loaded else None
+        where = Path(out) / "cache.sqlite" if out else None
+        return (
+            f"answers received so far (if any) are stored in {where}: rerun the same command to resume" if where else ""
+        )
+
+    return run_cli(work, stored="answers received so far are stored", resume_hint=stored_answers)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from data_gen.config import ConfigError, DistillConfig, build_parser, load_config
+from data_gen.errors import ConfigError
+from data_gen.options import build_parser, load_config
+from data_gen.run.config import DistillConfig, validate
 
 
 def config_from(*argv: str) -> DistillConfig:
-    return load_config(build_parser("test").parse_args(list(argv)))
+    return load_config(build_parser(DistillConfig, "test").parse_args(list(argv)), DistillConfig, validate)
 
 
 def test_flags_override_the_yaml_file(tmp_path: Path) -> None:
@@ -81,7 +83,7 @@ def test_missing_config_file() -> None:
 
 def test_help_lists_every_setting_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        build_parser("test").parse_args(["--help"])
+        build_parser(DistillConfig, "test").parse_args(["--help"])
     text = capsys.readouterr().out
     for flag in ("--api-key-env", "--max-reasks", "--require-gold-agreement", "--dry-run", "--label-map"):
         assert flag in text

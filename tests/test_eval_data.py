@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from data_gen.config import build_parser, load_config
-from data_gen.sources.readers import InputError
+from data_gen.errors import InputError
+from data_gen.options import build_parser, load_config
 from data_gen.tasks.task import load_task
 from eval.config import EvalConfig, validate
 from eval.data import load_eval_set
@@ -19,7 +19,7 @@ FINSIGHT = load_task("finsight")
 
 
 def config(*argv: str) -> EvalConfig:
-    args = build_parser("test", cls=EvalConfig).parse_args([*argv, "--teacher", "rules", "--out", "unused"])
+    args = build_parser(EvalConfig, "test").parse_args([*argv, "--teacher", "rules", "--out", "unused"])
     return load_config(args, EvalConfig, validate)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from data_gen.config import build_parser, load_config
+from data_gen.options import build_parser, load_config
 from data_gen.tasks.task import load_task
 from data_gen.teachers.rules import RulesTeacher
 from eval.backends import ModelSpec, vllm_command
@@ -98,7 +98,7 @@ def test_endpoint_run_writes_results_predictions_and_report(distilled: dict[str,
 
 def test_constraint_forms_and_a_constraint_the_server_ignores(distilled: dict[str, Path], tmp_path: Path) -> None:
     def config(mode: str) -> EvalConfig:
-        args = build_parser("t", cls=EvalConfig).parse_args(["--data", "x", "--teacher", "rules", "--constrained",
+        args = build_parser(EvalConfig, "t").parse_args(["--data", "x", "--teacher", "rules", "--constrained",
                                                               mode, "--out", "x"])  # fmt: skip
         return load_config(args, EvalConfig, validate)
 
@@ -214,7 +214,7 @@ def test_vllm_command_line(tmp_path: Path) -> None:
     adapter = tmp_path / "finsight-qlora"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 24, "base_model_name_or_path": "Qwen/Qwen2.5-7B"}))
-    args = build_parser("t", cls=EvalConfig).parse_args([
+    args = build_parser(EvalConfig, "t").parse_args([
         "--data", "x", "--out", "x", "--model", "Qwen/Qwen2.5-7B", "--adapter", str(adapter), "--backend", "vllm",
         "--seed", "7", "--tensor-parallel-size", "2", "--data-parallel-size", "2", "--max-model-len", "4096",
         "--server-args=--enforce-eager", "--vllm-bin", "vllm",

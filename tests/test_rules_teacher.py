@@ -10,7 +10,7 @@ import json
 import pytest
 
 from data_gen.client.types import ChatRequest
-from data_gen.config import ConfigError
+from data_gen.errors import ConfigError
 from data_gen.tasks.task import load_task
 from data_gen.teachers.rules import FinsightRules, RulesTeacher
 from tests.conftest import SAMPLES

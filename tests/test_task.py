@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from data_gen.config import ConfigError
+from data_gen.errors import ConfigError
 from data_gen.tasks.parsing import RowRejected, extract_json_object, split_thinking
 from data_gen.tasks.task import TASKS_DIR, load_task
 

@@ -29,15 +29,12 @@ from data_gen.client.types import (
     reported_usage,
     request_key,
 )
+from data_gen.errors import TeacherSetupError
 from data_gen.redact import redact
 
 RETRY_STATUS = frozenset({408, 409, 429})
 FATAL_STATUS = frozenset({401, 403, 404})  # wrong key, no access, unknown model: every row would fail the same way
 MAX_RETRY_AFTER_S = 300.0
-
-
-class TeacherSetupError(RuntimeError):
-    """The endpoint cannot serve this run at all (unreachable, key rejected, model unknown). Stops the run."""
 
 
 class BadResponseError(RuntimeError):

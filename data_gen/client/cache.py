@@ -11,7 +11,6 @@ is asked again, and one longer than the new limit counts as cut at it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -250,19 +249,3 @@ class CachedTeacher:
         completion = await self.teacher.complete(request)
         self.cache.put(key, self.teacher.endpoint, request.body(), completion)  # stored before it is used
         return completion
-
-
-def fingerprint(path: str) -> dict[str, Any]:
-    """Identity of a model or adapter (a folder or one file): small files hashed, large ones by name and size (a
-    15 GB checkpoint is not read to name it); a hub id stays itself."""
-    folder = Path(path)
-    if not folder.exists():
-        return {"id": path}
-    digest = hashlib.sha256()
-    files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
-    for item in files:
-        size = item.stat().st_size
-        digest.update(f"{item.name if item == folder else item.relative_to(folder)}:{size}".encode())
-        if size <= 64 << 20:
-            digest.update(item.read_bytes())
-    return {"path": str(folder.resolve()), "sha256": digest.hexdigest()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -266,3 +266,30 @@ def _congested(exc: BaseException) -> bool:
         return status == 429 or status >= 500
     name = type(exc).__name__
     return name in ("APITimeoutError", "APIConnectionError", "TimeoutError", "BadResponseError")
+
+
+async def run_bounded(
+    items: Iterable[Any], worker: Callable[[Any], Awaitable[Any]], limit: int, on_done: Callable[[Any], None]
+) -> None:
+    """Run ``worker`` over ``items`` with at most ``limit`` in flight; memory stays bounded by ``limit``."""
+    iterator = iter(items)
+    pending: set[asyncio.Task[Any]] = set()
+
+    def fill() -> None:
+        while len(pending) < limit:
+            item = next(iterator, None)
+            if item is None:
+                return
+            pending.add(asyncio.ensure_future(worker(item)))
+
+    fill()
+    try:
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
+                pending.discard(finished)
+                on_done(finished.result())
+            fill()
+    finally:
+        for task in pending:
+            task.cancel()

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from data_gen.client.types import Usage
-from data_gen.config import ConfigError
+from data_gen.errors import ConfigError
 
 
 @dataclass(frozen=True)

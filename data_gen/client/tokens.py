@@ -59,7 +59,7 @@ def load(path: str) -> Any:
     """A ``tokenizers.Tokenizer`` from ``tokenizer.json`` or a folder that holds one (no download, no transformers)."""
     from tokenizers import Tokenizer
 
-    from data_gen.config import ConfigError
+    from data_gen.errors import ConfigError
 
     file = Path(path)
     if file.is_dir():

@@ -22,7 +22,7 @@ from typing import Any
 
 from data_gen.client.api import ChatClient, describe_error
 from data_gen.client.types import Usage, normalize_endpoint
-from data_gen.config import ConfigError
+from data_gen.errors import ConfigError
 from data_gen.teachers.local import Scored, clamp, conversation_ids, load_tokenizer, tokenizer_fingerprint
 
 # covers the chat template (system, user, assistant, end of turn), digits, punctuation, JSON and non-ASCII text

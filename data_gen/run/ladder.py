@@ -8,16 +8,15 @@ budget first: a row the budget cannot cover ends ``budget_exhausted`` and no row
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_gen.client.api import TeacherSetupError, describe_error, is_fatal
+from data_gen.client.api import describe_error, is_fatal
 from data_gen.client.batch import Deferred
 from data_gen.client.budget import BudgetExhausted
 from data_gen.client.types import ChatRequest, Completion, Usage, request_key
-from data_gen.config import DistillConfig
+from data_gen.errors import TeacherSetupError
+from data_gen.run.config import DistillConfig
 from data_gen.sources.readers import Record, unencodable
 from data_gen.tasks.parsing import RowRejected
 from data_gen.tasks.task import Parsed, Task
@@ -159,30 +158,3 @@ class Distiller:
                 except RowRejected as rejection:
                     return outcome.reject(rejection.reason, rejection.detail)
             return outcome
-
-
-async def run_bounded(
-    items: Iterable[Any], worker: Callable[[Any], Awaitable[Any]], limit: int, on_done: Callable[[Any], None]
-) -> None:
-    """Run ``worker`` over ``items`` with at most ``limit`` in flight; memory stays bounded by ``limit``."""
-    iterator = iter(items)
-    pending: set[asyncio.Task[Any]] = set()
-
-    def fill() -> None:
-        while len(pending) < limit:
-            item = next(iterator, None)
-            if item is None:
-                return
-            pending.add(asyncio.ensure_future(worker(item)))
-
-    fill()
-    try:
-        while pending:
-            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for finished in done:
-                pending.discard(finished)
-                on_done(finished.result())
-            fill()
-    finally:
-        for task in pending:
-            task.cancel()

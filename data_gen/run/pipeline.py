@@ -25,21 +25,22 @@ from data_gen.client.api import describe_error, is_fatal, is_request_error
 from data_gen.client.batch import BatchingTeacher, BatchWriter, ingest
 from data_gen.client.budget import Budget
 from data_gen.client.cache import CachedTeacher, ResponseCache
-from data_gen.client.limits import AdaptiveConcurrency, Governor
+from data_gen.client.limits import AdaptiveConcurrency, Governor, run_bounded
 from data_gen.client.pricing import Price, load_price
 from data_gen.client.types import Usage, normalize_endpoint
-from data_gen.config import ConfigError, DistillConfig, kd_server
+from data_gen.errors import ConfigError, InputError
 from data_gen.kd import rows as kd
 from data_gen.redact import RedactingFilter
-from data_gen.run.ladder import Distiller, Outcome, run_bounded
-from data_gen.run.outdir import OutputDir, recorded_files
+from data_gen.run.config import DistillConfig, kd_server
+from data_gen.run.ladder import Distiller, Outcome
 from data_gen.run.report import build_manifest, estimate, example_meta, format_estimate, write_card
 from data_gen.run.workspace import Workspace
 from data_gen.sources.dedup import Deduplicator
-from data_gen.sources.readers import InputError, Record, Rejected, SourceReport, duplicate, texts_of
+from data_gen.sources.readers import Record, Rejected, SourceReport, duplicate, texts_of
 from data_gen.sources.splits import assign_split
 from data_gen.tasks.task import Task, load_task
 from data_gen.teachers import Teacher, make_teacher
+from data_gen.writers.outdir import OutputDir, recorded_files
 from data_gen.writers.training import AtomicFiles, Example, TrainingWriter, jsonl_line, stale_training_files
 
 log = logging.getLogger("data_gen")
@@ -373,7 +374,7 @@ async def distill(config: DistillConfig, argv: list[str] | None = None) -> dict[
     started = time.time()
     task = load_task(config.task)
     needs_key = not (config.dry_run or config.batch_write or config.batch_ingest)
-    probe = make_teacher(config, task, require_key=False)  # for names and endpoints only; sends nothing
+    probe = make_teacher(config.teacher_spec(), task, require_key=False)  # for names and endpoints only; sends nothing
     price = load_price(config.prices, probe.model, config.teacher)
     if price is None:
         log.warning("no price for model %r in %s: cost will be reported as unknown", probe.model, config.prices)
@@ -429,7 +430,7 @@ async def _distill_into(
     governor = Governor(
         AdaptiveConcurrency(config.concurrency, config.adaptive_concurrency), config.rpm, config.tpm, budget
     )
-    teacher = make_teacher(config, task, require_key=needs_key, governor=governor)
+    teacher = make_teacher(config.teacher_spec(), task, require_key=needs_key, governor=governor)
     work = Workspace(out / ".work.sqlite")
     handler = _log_file(out)
     try:

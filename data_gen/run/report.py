@@ -3,13 +3,11 @@ the closing summary."""
 
 from __future__ import annotations
 
-import platform
 import shlex
 import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -19,20 +17,20 @@ import yaml
 from data_gen.client.pricing import Price
 from data_gen.client.tokens import TokenCounter
 from data_gen.client.types import Usage, request_key
-from data_gen.config import kd_server
+from data_gen.provenance import versions
+from data_gen.run.config import kd_server
 from data_gen.tasks.metrics import report_from_pairs
 from data_gen.writers.training import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
     from data_gen.client.cache import ResponseCache
-    from data_gen.config import DistillConfig
+    from data_gen.run.config import DistillConfig
     from data_gen.run.ladder import Outcome
     from data_gen.run.pipeline import Prepared, RunContext, Stats
     from data_gen.run.workspace import Workspace
     from data_gen.tasks.task import Task
 
 CHARS_PER_TOKEN = 4.0  # rough English average, for estimates only (no tokenizer download needed)
-PACKAGES = ("fin-distill", "openai", "tenacity", "jsonschema", "json-repair", "datasets", "pandas", "datasketch")
 
 
 def _iso(timestamp: float) -> str:
@@ -154,16 +152,6 @@ def format_estimate(est: dict[str, Any], config: DistillConfig, teacher: Any) ->
 
 
 # ---------------------------------------------------------------- manifest
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
-
-
 def gold_agreement(task: Task, pairs: Counter) -> dict[str, Any] | None:
     """How often the teacher's label matches the gold label over rows asked that have one; a row without a
     parsed answer counts as missing (wrong), never as a class."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_gen.config import ConfigError
+from data_gen.errors import InputError
 
 FORMAT_BY_SUFFIX = {
     ".csv": "csv",
@@ -52,10 +52,6 @@ BOMS = (
 )
 CONTROL_POLICIES = ("reject", "keep")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 (but tab, LF, CR), DEL, C1
-
-
-class InputError(ConfigError):
-    """The input cannot be read at all (missing file, unknown format, missing column, ...)."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
-from data_gen.config import ConfigError
+from data_gen.errors import ConfigError
 from data_gen.tasks.parsing import RowRejected, extract_json_object, fix_enum_case, schema_error, split_thinking
 
 TASKS_DIR = Path(__file__).parent  # one folder per task, beside this module

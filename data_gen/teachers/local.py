@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_gen.client.cache import fingerprint
 from data_gen.client.types import ChatRequest, Completion, Usage
-from data_gen.config import ConfigError
+from data_gen.errors import ConfigError
+from data_gen.provenance import fingerprint
 
 MIN_LOGPROB = -50.0  # Axolotl turns a top-k log-probability below about -104 into -inf (a NaN loss): clamp
 

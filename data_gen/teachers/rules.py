@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from data_gen.client.types import ChatRequest, Completion, Usage
-from data_gen.config import ConfigError
+from data_gen.errors import ConfigError
 from data_gen.tasks.task import Task
 
 HERE = Path(__file__).parent

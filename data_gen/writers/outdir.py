@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from data_gen.config import ConfigError
+from data_gen.errors import ConfigError, TeacherSetupError
 
 if TYPE_CHECKING:
     from data_gen.client.cache import ResponseCache
@@ -155,7 +155,6 @@ class OutputDir:
     def run(self, store: bool) -> Iterator[ResponseCache | None]:
         """Create the folder and open its store (``cache.sqlite``, when ``store``) for one run. A run refused on the
         way (ConfigError, TeacherSetupError) before it stored or paid for anything removes what it created."""
-        from data_gen.client.api import TeacherSetupError
         from data_gen.client.cache import ResponseCache
 
         self.create()

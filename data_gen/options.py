@@ -1,0 +1,172 @@
+"""Configuration as dataclasses: every field is a YAML key and a ``--flag`` (underscores become dashes) with its
+help text written once; defaults < ``--config`` YAML file < flags, then the tool's own checks.
+
+``data_gen.distill`` (``data_gen/run/config.py``) and ``eval.run`` (``eval/config.py``) build their CLIs with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import math
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data_gen.errors import ConfigError
+from data_gen.redact import looks_like_a_key
+
+
+def option(default: Any, help: str, **extra: Any) -> Any:
+    """A config field: its default, its ``--help`` line and argparse extras (``choices``)."""
+    meta = {"help": help, **extra}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _base_type(annotation: Any) -> Any:
+    """``str | None`` -> ``str``; ``list[str]`` -> ``list``; ``dict[str, float]`` -> ``dict``."""
+    hint = annotation
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint, typing.get_args(hint)
+
+
+def _parse_pairs(text: str, value_type: type) -> dict[str, Any]:
+    """``a=1,b=2`` -> {"a": 1, "b": 2}."""
+    out: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected key=value pairs separated by commas, got {item!r}")
+        try:
+            out[key.strip()] = value_type(value.strip())
+        except ValueError:
+            kind = "a number" if value_type in (int, float) else value_type.__name__
+            raise argparse.ArgumentTypeError(f"{item!r}: {value.strip()!r} is not {kind}") from None
+    return out
+
+
+def _parse_list(text: str) -> list[str]:
+    """``a, b,c`` -> ["a", "b", "c"]."""
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Check and convert a YAML value to the field's type, with a one-line error naming the key."""
+    base, args = _base_type(typing.get_type_hints(cls)[name])
+    if value is None:
+        return None
+    try:
+        if base is list:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return [str(v).strip() for v in items if str(v).strip()]
+        if base is dict:
+            if isinstance(value, str):
+                return _parse_pairs(value, args[1] if args else str)
+            if not isinstance(value, dict):
+                raise TypeError("expected a mapping")
+            value_type = args[1] if args else str
+            return {str(k): value_type(v) for k, v in value.items()}
+        if base is bool:
+            if not isinstance(value, bool):
+                raise TypeError("expected true or false")
+            return value
+        if base is int:
+            if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip()
+                                                                          .lstrip("+-").isdigit())):  # fmt: skip
+                raise TypeError("expected a whole number")  # 4.7 must not quietly become 4
+            return int(value)
+        if base is float and isinstance(value, bool):
+            raise TypeError("expected a number")
+        return base(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config key {name!r}: {exc} (got {value!r})") from None
+
+
+def build_parser(cls: type, description: str, epilog: str = "", prog: str | None = None) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per field of the config dataclass ``cls``; every default is None so that
+    YAML can fill in."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", help="YAML file with any of the keys below; flags given here override it")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        base, args = _base_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f"{f.metadata['help']} (default: {show(default)})".replace("%", "%%")  # argparse formats it
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif base is list:
+            parser.add_argument(flag, type=_parse_list, metavar="A,B", **kwargs)
+        elif base is dict:
+            pairs = functools.partial(_parse_pairs, value_type=args[1] if args else str)
+            pairs.__name__ = "key=value list"  # type: ignore[attr-defined]  # argparse names the type in errors
+            parser.add_argument(flag, type=pairs, metavar="K=V,...", **kwargs)
+        else:
+            parser.add_argument(flag, type=base, choices=f.metadata.get("choices"), **kwargs)
+    return parser
+
+
+def show(value: Any) -> str:
+    """A default as the user would type it: ``a=1,b=2``, ``a,b``, ``none``."""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "none"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def load_config(args: argparse.Namespace, cls: type, check: Callable[[Any], None]) -> Any:
+    """Merge: dataclass defaults < YAML file (``--config``) < command-line flags; then ``check`` the result."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}".splitlines()[0]) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+        unknown = sorted(set(loaded) - fields)
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(fields))}")
+        values.update({k: _coerce(cls, k, v) for k, v in loaded.items()})
+    values.update({k: v for k, v in vars(args).items() if k in fields and v is not None})
+    config = cls(**values)
+    check(config)
+    return config
+
+
+def check_finite(config: Any) -> None:
+    """Every number of a config is a real number: ``nan`` and ``inf`` are refused (``--max-cost nan`` would
+    disable the cap and write a bare NaN into manifest.json)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
+        if isinstance(value, dict) and any(isinstance(v, float) and not math.isfinite(v) for v in value.values()):
+            raise ConfigError(f"--{f.name.replace('_', '-')}: every value must be a finite number")
+
+
+def check_key_variable(flag: str, name: str | None) -> None:
+    """``--api-key-env`` takes a variable's NAME; a key given in its place is refused without repeating it."""
+    if name and looks_like_a_key(name):
+        raise ConfigError(
+            f"{flag} takes the NAME of an environment variable that holds the key (e.g. DEEPSEEK_API_KEY), and "
+            "the value given is not a variable name (it may be a key itself: keys never go on the command line "
+            f"or in a config file); export KEY_VARIABLE=... and pass {flag} KEY_VARIABLE"
+        )
