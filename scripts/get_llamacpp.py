@@ -4,8 +4,9 @@
 
 The source is the pinned sdist of ``llama-cpp-python`` on the package registry, which vendors llama.cpp; it is
 fetched from the registry's simple index (``PIP_INDEX_URL``, default PyPI), checked against its sha256, and built
-with the machine's cmake and C++ compiler for this CPU (``GGML_NATIVE``), only the ``llama-server`` target: about 8
-minutes on 2 cores. The build is kept in ``$XDG_CACHE_HOME/fin-distill`` (default ``~/.cache/fin-distill``), as pip
+with the machine's cmake and C++ compiler for any x86-64 CPU with AVX2 (not ``GGML_NATIVE``: a native build
+segfaulted on AVX-512 hosts right after the thread pool starts), only the ``llama-server`` target: about 8 minutes
+on 2 cores. The build is kept in ``$XDG_CACHE_HOME/fin-distill`` (default ``~/.cache/fin-distill``), as pip
 and uv keep theirs, so another checkout on this machine copies it in seconds. llama.cpp's own converters
 (``convert_lora_to_gguf.py`` turns a PEFT LoRA adapter into the GGUF adapter the server loads) are copied next to
 it, from the same source. A second run is a no-op; every failure is one line.
@@ -34,7 +35,9 @@ SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 VENDORED = f"llama_cpp_python-{VERSION}/vendor/llama.cpp"
 CONVERTERS = ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py", "conversion", "gguf-py", "LICENSE")
 CMAKE_OPTIONS = [
-    "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF", "-DGGML_NATIVE=ON", "-DLLAMA_BUILD_TESTS=OFF",
+    "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+    # portable: the same binary on every AVX2 machine (a native build crashed with SIGSEGV on AVX-512 hosts)
+    "-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON", "-DGGML_BMI2=ON",
     "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_APP=OFF",
     "-DLLAMA_USE_PREBUILT_UI=OFF",  # nothing is downloaded while building
     "-DLLAMA_OPENSSL=OFF",  # it serves 127.0.0.1
@@ -100,18 +103,21 @@ def build(sdist: Path, cache: Path) -> None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(item, target)
         seconds = round(time.perf_counter() - started)
-        (staged / STAMP).write_text(json.dumps({"sdist": SDIST, "sha256": SHA256, "build_s": seconds}) + "\n")
+        stamp = {"sdist": SDIST, "sha256": SHA256, "cmake_options": CMAKE_OPTIONS, "build_s": seconds}
+        (staged / STAMP).write_text(json.dumps(stamp) + "\n")
         shutil.rmtree(cache, ignore_errors=True)
         staged.rename(cache)
         print(f"built in {seconds} s", flush=True)
 
 
 def stamped(folder: Path) -> bool:
+    """Whether ``folder`` holds a build of the pinned source with today's options (an older build is rebuilt)."""
     try:
         stamp = json.loads((folder / STAMP).read_text())
     except (OSError, ValueError):
         return False
-    return stamp.get("sha256") == SHA256 and (folder / "bin" / "llama-server").is_file()
+    same = stamp.get("sha256") == SHA256 and stamp.get("cmake_options") == CMAKE_OPTIONS
+    return same and (folder / "bin" / "llama-server").is_file()
 
 
 def main() -> int:

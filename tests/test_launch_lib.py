@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -38,3 +39,30 @@ def test_free_port_is_remembered_while_free_and_replaced_when_taken(tmp_path: Pa
         taken.listen()
         second = port()
     assert second != first and state.read_text() == f"{second}\n"
+
+
+def test_a_llamacpp_build_with_other_cmake_options_is_replaced(tmp_path: Path) -> None:
+    """make llamacpp keeps a build only if it was made from the pinned source with today's options: an older native
+    build (which crashed on AVX-512 hosts) is replaced by the cached portable one, not kept for its matching sha256."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import get_llamacpp
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+
+    def build(folder: Path, options: list[str], marker: str) -> None:
+        (folder / "bin").mkdir(parents=True)
+        (folder / "bin" / "llama-server").write_text(marker)
+        stamp = {"sdist": get_llamacpp.SDIST, "sha256": get_llamacpp.SHA256, "cmake_options": options}
+        (folder / get_llamacpp.STAMP).write_text(json.dumps(stamp))
+
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    build(out, [*get_llamacpp.CMAKE_OPTIONS[:2], "-DGGML_NATIVE=ON"], "native")
+    build(cache, get_llamacpp.CMAKE_OPTIONS, "portable")
+    command = [sys.executable, "scripts/get_llamacpp.py", "--out", str(out), "--cache", str(cache),
+               "--downloads", str(tmp_path / "downloads")]  # fmt: skip
+    first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert (out / "bin" / "llama-server").read_text() == "portable" and "ready" in first.stdout
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "up to date" in again.stdout
