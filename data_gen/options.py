@@ -127,23 +127,35 @@ def show(value: Any) -> str:
     return str(value)
 
 
+def read_config_file(path: Path, fields: set[str], seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config file's keys, checked against ``fields``; ``extends: OTHER.yaml`` (relative to the file) loads
+    that file first and lets this one override it, so two tools can share one description of a data set."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}" + (f" (extended by {seen[-1]})" if seen else ""))
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: `extends` goes round in a circle ({' -> '.join(map(str, seen))} -> {path})")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+    unknown = sorted(set(loaded) - fields - {"extends"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(fields))}")
+    parent = loaded.pop("extends", None)
+    if parent is None:
+        return loaded
+    return {**read_config_file(path.parent / str(parent), fields, (*seen, path.resolve())), **loaded}
+
+
 def load_config(args: argparse.Namespace, cls: type, check: Callable[[Any], None]) -> Any:
-    """Merge: dataclass defaults < YAML file (``--config``) < command-line flags; then ``check`` the result."""
+    """Merge: dataclass defaults < YAML file (``--config``, and what it ``extends``) < command-line flags; then
+    ``check`` the result."""
     fields = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}".splitlines()[0]) from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
-        unknown = sorted(set(loaded) - fields)
-        if unknown:
-            raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(fields))}")
+        loaded = read_config_file(Path(args.config), fields)
         values.update({k: _coerce(cls, k, v) for k, v in loaded.items()})
     values.update({k: v for k, v in vars(args).items() if k in fields and v is not None})
     config = cls(**values)

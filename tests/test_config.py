@@ -10,6 +10,8 @@ from data_gen.errors import ConfigError
 from data_gen.options import build_parser, load_config
 from data_gen.run.config import DistillConfig, validate
 
+from .conftest import ROOT
+
 
 def config_from(*argv: str) -> DistillConfig:
     return load_config(build_parser(DistillConfig, "test").parse_args(list(argv)), DistillConfig, validate)
@@ -79,6 +81,33 @@ def test_bad_configuration_is_one_clear_line(tmp_path: Path, yaml_text: str, arg
 def test_missing_config_file() -> None:
     with pytest.raises(ConfigError, match=r"config file not found: nope\.yaml"):
         config_from("--config", "nope.yaml")
+
+
+def test_distillation_and_evaluation_read_one_description_of_tfns() -> None:
+    """data_gen/configs/tfns.yaml and eval/configs/tfns.yaml both extend sources/tfns.yaml: the same label map."""
+    from eval.config import EvalConfig
+    from eval.config import validate as validate_eval
+
+    distill = config_from("--config", str(ROOT / "data_gen/configs/tfns.yaml"), "--input", "sent_train.csv")
+    parser = build_parser(EvalConfig, "test")
+    argv = ["--config", str(ROOT / "eval/configs/tfns.yaml"), "--data", "v.csv", "--endpoint", "http://127.0.0.1:1/v1"]
+    evaluate = load_config(parser.parse_args([*argv, "--model", "m"]), EvalConfig, validate_eval)
+    assert distill.label_map == evaluate.label_map == {"0": "negative", "1": "positive", "2": "neutral"}
+    assert distill.text_column == evaluate.text_column == "text" and distill.out == "datasets/tfns"
+
+
+def test_a_file_overrides_what_it_extends_and_a_loop_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("concurrency: 2\nout: base-out\n")
+    (tmp_path / "c.yaml").write_text("extends: base.yaml\ninput: a.csv\nout: mine\n")
+    config = config_from("--config", str(tmp_path / "c.yaml"))
+    assert (config.concurrency, config.out, config.input) == (2, "mine", "a.csv")
+    (tmp_path / "base.yaml").write_text("extends: c.yaml\nconcurency: 2\n")
+    with pytest.raises(ConfigError, match=r"unknown key.*concurency"):
+        config_from("--config", str(tmp_path / "c.yaml"))
+    (tmp_path / "base.yaml").write_text("extends: c.yaml\n")
+    with pytest.raises(ConfigError, match="goes round in a circle") as caught:
+        config_from("--config", str(tmp_path / "c.yaml"))
+    assert "\n" not in str(caught.value)
 
 
 def test_help_lists_every_setting_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
