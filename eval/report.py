@@ -11,7 +11,7 @@ from typing import Any
 
 from data_gen.client.types import Completion
 from data_gen.tasks.task import Task
-from data_gen.writers.training import AtomicFiles, jsonl_line
+from data_gen.writers.atomic import AtomicFiles, jsonl_line
 from eval.data import EvalSet
 from eval.overlap import describe as overlap_sentence
 

@@ -2,14 +2,13 @@
 ``dataset_info.json`` for LLaMA-Factory and a ``datasets:`` snippet for Axolotl.
 
 Each record is validated against the JSON Schema of its format (``data_gen/writers/schemas/``) before it is written,
-and every file is written to a temporary name and renamed, so a crash never leaves half a file.
+and every file is written through ``data_gen.writers.atomic``, so a crash never leaves half a file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -18,10 +17,9 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
+from data_gen.writers.atomic import AtomicFiles, jsonl_line
+
 SCHEMAS_DIR = Path(__file__).parent / "schemas"
-_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 # ShareGPT role tags: LLaMA-Factory's defaults (human / gpt / system); Axolotl maps them with `roles:`.
 SHAREGPT_TAGS = {
     "role_tag": "from",
@@ -149,69 +147,6 @@ def record_errors(fmt: str, record: dict[str, Any]) -> str | None:
 
 def ends(rows: Any) -> Any:
     return rows[:1] + rows[-1:] if isinstance(rows, list) and len(rows) > 2 else rows
-
-
-def atomic_write_text(path: Path, text: str, errors: str = "strict") -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over the target; ``errors`` as for
-    ``open`` ("backslashreplace" keeps a model's lone surrogate visible instead of failing)."""
-    with AtomicFiles(path.parent) as files:
-        files.open(path.name, errors).write(text)
-
-
-def jsonl_line(row: dict[str, Any]) -> str:
-    """One JSON line; characters that some readers take for line breaks (U+2028, U+2029, U+0085) are escaped, and
-    so is a lone surrogate (a model's broken output), which a UTF-8 file cannot hold."""
-    line = json.dumps(row, ensure_ascii=False).translate(_LINE_BREAKS)
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(row)
-    return line
-
-
-def atomic_write_json(path: Path, value: Any) -> None:
-    atomic_write_text(path, json.dumps(value, ensure_ascii=False, indent=2) + "\n")
-
-
-class AtomicFiles:
-    """Files written under temporary names and renamed into place together on success (fsync'd first); on an
-    error, or a crash, the temporary files are dropped and the previous files stay whole."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._open: dict[str, tuple[Any, str]] = {}
-
-    def open(self, name: str, errors: str = "strict") -> Any:
-        if name not in self._open:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
-            self._open[name] = (os.fdopen(fd, "w", encoding="utf-8", errors=errors), tmp)
-        return self._open[name][0]
-
-    def __enter__(self) -> AtomicFiles:
-        return self
-
-    def __exit__(self, kind: Any, *_: Any) -> None:
-        if kind is None:
-            self.commit()
-        else:
-            self.abort()
-
-    def commit(self) -> None:
-        for handle, _ in self._open.values():
-            handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
-        for name, (_, tmp) in self._open.items():
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-            os.replace(tmp, self.folder / name)
-        self._open.clear()
-
-    def abort(self) -> None:
-        for handle, tmp in self._open.values():
-            handle.close()
-            Path(tmp).unlink(missing_ok=True)
-        self._open.clear()
 
 
 class TrainingWriter:
