@@ -17,7 +17,8 @@ from data_gen.client.budget import BudgetExhausted
 from data_gen.client.types import ChatRequest, Completion, Usage, request_key
 from data_gen.errors import TeacherSetupError
 from data_gen.run.config import DistillConfig
-from data_gen.sources.readers import Record, unencodable
+from data_gen.sources.records import Record
+from data_gen.sources.text import unencodable
 from data_gen.tasks.parsing import RowRejected
 from data_gen.tasks.task import Parsed, Task
 

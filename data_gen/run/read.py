@@ -11,7 +11,8 @@ from data_gen.run.config import DistillConfig
 from data_gen.run.state import Prepared
 from data_gen.run.workspace import Workspace
 from data_gen.sources.dedup import Deduplicator
-from data_gen.sources.readers import Record, Rejected, duplicate, texts_of
+from data_gen.sources.readers import texts_of
+from data_gen.sources.records import Record, Rejected, duplicate
 from data_gen.tasks.task import Task
 
 log = logging.getLogger("data_gen")

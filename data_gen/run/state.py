@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from data_gen.run.config import DistillConfig
     from data_gen.run.ladder import Outcome
     from data_gen.run.workspace import Workspace
-    from data_gen.sources.readers import SourceReport
+    from data_gen.sources.records import SourceReport
     from data_gen.tasks.task import Task
     from data_gen.teachers import Teacher
 

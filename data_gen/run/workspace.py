@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from data_gen.redact import redact
-from data_gen.sources.readers import Record
+from data_gen.sources.records import Record
 
 SCHEMA = """
 CREATE TABLE ids (id TEXT PRIMARY KEY, row INTEGER);
