@@ -10,7 +10,7 @@ import pytest
 
 from data_gen.errors import InputError
 from data_gen.options import build_parser, load_config
-from data_gen.tasks.task import load_task
+from data_gen.tasks.loader import load_task
 from eval.config import EvalConfig, validate
 from eval.data import load_eval_set
 from eval.run import main

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from data_gen.options import build_parser, load_config
-from data_gen.tasks.task import load_task
+from data_gen.tasks.loader import load_task
 from data_gen.teachers.rules import RulesTeacher
 from eval.backends import ModelSpec, vllm_command
 from eval.config import EvalConfig, validate

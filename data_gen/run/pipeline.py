@@ -35,7 +35,8 @@ from data_gen.run.score import kd_scorer, score_all
 from data_gen.run.state import BudgetStop, Prepared, RunContext, Stats
 from data_gen.run.workspace import Workspace
 from data_gen.run.write import write_outputs
-from data_gen.tasks.task import Task, load_task
+from data_gen.tasks.loader import load_task
+from data_gen.tasks.task import Task
 from data_gen.teachers import make_teacher
 from data_gen.writers.outdir import OutputDir
 
