@@ -250,7 +250,15 @@ def vllm_lora_args(adapters: dict[str, str], max_rank: int | None = None) -> lis
     needed = max(int(adapter_config(path).get("r", 16)) for path in adapters.values())
     rank = max_rank or next((r for r in VLLM_LORA_RANKS if r >= needed), needed)
     modules = [f"{name}={path}" for name, path in adapters.items()]
-    return ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras", str(len(adapters)), "--lora-modules", *modules]
+    return [
+        "--enable-lora",
+        "--max-lora-rank",
+        str(rank),
+        "--max-loras",
+        str(len(adapters)),
+        "--lora-modules",
+        *modules,
+    ]
 
 
 def llamafactory_config(config: EvalConfig, spec: ModelSpec) -> dict[str, Any]:
