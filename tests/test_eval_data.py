@@ -103,4 +103,4 @@ def test_help_explains_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     printed = capsys.readouterr().out
     assert exit_info.value.code == 0 and printed.startswith("usage: python -m eval.run")
-    assert "95% confidence intervals" in printed and "--constrained" in printed and "exit status: 0 done" in printed
+    assert "95% intervals" in printed and "--constrained" in printed and "exit status: 0 done" in printed

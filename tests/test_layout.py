@@ -92,3 +92,24 @@ def test_the_wheel_holds_the_product_and_no_test_code(tmp_path: Path) -> None:
     } <= names
     leaked = sorted(n for n in names if n.startswith("tests/") or "fake_server" in n or "vllm_like" in n)
     assert not leaked, f"test code in the wheel: {leaked}"
+
+
+def test_every_rejection_reason_the_code_raises_is_registered() -> None:
+    from data_gen.reasons import REASONS, registered
+
+    raised = {}
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            # Rejected(row, reason, ...), RowRejected(reason, ...), Workspace.reject(row, id, reason, detail, ...),
+            # Outcome.reject(reason, detail)
+            position = {"Rejected": 1, "RowRejected": 0, "reject": 2 if len(node.args) >= 4 else 0}.get(func)
+            if position is not None and len(node.args) > position and isinstance(node.args[position], ast.Constant):
+                raised[node.args[position].value] = f"{name}:{node.lineno}"
+    assert len(raised) >= 12  # the scan finds them
+    unregistered = {code: where for code, where in raised.items() if code not in REASONS}
+    assert not unregistered, f"add these to data_gen/reasons.py: {unregistered}"
+    with pytest.raises(ValueError, match=r"not registered: add it to data_gen/reasons\.py"):
+        registered("because")

@@ -15,6 +15,7 @@ import yaml
 
 from data_gen.client.types import Usage
 from data_gen.provenance import versions
+from data_gen.reasons import REASONS
 from data_gen.tasks.metrics import report_from_pairs
 from data_gen.writers.atomic import atomic_write_json, atomic_write_text
 
@@ -227,9 +228,9 @@ def write_card(out: Path, manifest: dict[str, Any]) -> None:
         "|---|---|",
         *[f"| {s} | {n:,} |" for s, n in counts["accepted_by_split"].items()],
         "",
-        "| rejection reason | rows |",
-        "|---|---|",
-        *[f"| {r} | {n:,} |" for r, n in counts["rejected_by_reason"].items()],
+        "| rejection reason | rows | meaning |",
+        "|---|---|---|",
+        *[f"| {r} | {n:,} | {REASONS[r].meaning} |" for r, n in counts["rejected_by_reason"].items()],
         "",
         "## Cost",
         "",

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from data_gen.reasons import registered
 from data_gen.redact import redact
 from data_gen.sources.records import Record
 
@@ -81,7 +82,8 @@ class Workspace:
     # ---------------- outcomes ----------------
     def reject(self, row: int, rid: str | None, reason: str, detail: str, request_key: str | None = None) -> None:
         """Record a rejection; its detail (an error a server wrote, perhaps) never carries a key into rejects.jsonl."""
-        self.db.execute("INSERT INTO rejects VALUES (?, ?, ?, ?, ?)", (row, rid, reason, redact(detail), request_key))
+        values = (row, rid, registered(reason), redact(detail), request_key)
+        self.db.execute("INSERT INTO rejects VALUES (?, ?, ?, ?, ?)", values)
 
     def rejects(self) -> Iterator[dict[str, Any]]:
         cursor = self.db.execute("SELECT row, id, reason, detail, request_key FROM rejects ORDER BY row")

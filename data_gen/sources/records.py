@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from data_gen.reasons import registered
+
 
 @dataclass(frozen=True)
 class Record:
@@ -26,6 +28,9 @@ class Rejected:
     reason: str
     detail: str
     id: str | None = None
+
+    def __post_init__(self) -> None:
+        registered(self.reason)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "row": self.row, "reason": self.reason, "detail": self.detail}
