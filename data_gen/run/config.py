@@ -14,6 +14,7 @@ from data_gen.errors import ConfigError
 from data_gen.options import check_finite, check_key_variable, option, show
 from data_gen.sources.options import SourceOptions
 from data_gen.teachers import TeacherSpec
+from data_gen.writers.training import TRAINING_FORMATS
 
 
 @dataclass
@@ -73,7 +74,7 @@ class DistillConfig(SourceOptions):
                              metavar="DIR")  # fmt: skip
     overwrite: bool = option(False, "replace a data_gen output of another task or input in --out")
     name: str | None = option(None, "dataset name in dataset_info.json (default: the task's)", metavar="NAME")
-    formats: list[str] = option(["sharegpt", "alpaca"], "training file formats", choices=["sharegpt", "alpaca"])
+    formats: list[str] = option(TRAINING_FORMATS, "training file formats", choices=TRAINING_FORMATS)
     training_prompt: str = option("student", "system prompt in the training files: student or teacher",
                                   metavar="WHICH", choices=["student", "teacher"])  # fmt: skip
     splits: dict[str, float] = option(
@@ -147,9 +148,9 @@ def validate(config: DistillConfig) -> None:
         raise ConfigError("--min-label-confidence needs --kd-top-k (the confidence comes from the log-probabilities)")
     if config.teacher == "openai" and not config.base_url:
         raise ConfigError("--teacher openai needs --base-url (e.g. https://api.openai.com/v1)")
-    unknown = [f for f in config.formats if f not in ("sharegpt", "alpaca")]
+    unknown = [f for f in config.formats if f not in TRAINING_FORMATS]
     if unknown or not config.formats:
-        raise ConfigError(f"--formats: unknown format(s) {unknown}; choose from sharegpt, alpaca")
+        raise ConfigError(f"--formats: unknown format(s) {unknown}; choose from {', '.join(TRAINING_FORMATS)}")
     if not config.splits or any(v < 0 for v in config.splits.values()) or abs(sum(config.splits.values()) - 1) > 1e-6:
         raise ConfigError(f"--splits must be non-negative fractions that sum to 1, got {show(config.splits)}")
     for name in ("rpm", "tpm", "max_cost", "max_tokens", "max_completion_tokens", "timeout"):

@@ -7,8 +7,10 @@ and every file is written through ``data_gen.writers.atomic``, so a crash never 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -78,54 +80,68 @@ def kd_record(example: Example) -> dict[str, Any]:
     return {"id": example.id, "messages": example.messages(), **(example.kd or {})}
 
 
-FORMATS = {"sharegpt": sharegpt_record, "alpaca": alpaca_record, "kd": kd_record}
+@dataclass(frozen=True)
+class Format:
+    """A training file format, in one place: how an example becomes a record (checked against
+    ``schemas/<name>.schema.json``), how LLaMA-Factory's dataset_info.json reads the file (None: it cannot), and
+    how an Axolotl ``datasets:`` entry reads it. ``selectable``: named by ``--formats`` (KD rows come with
+    ``--kd-top-k``)."""
+
+    record: Callable[[Example], dict[str, Any]]
+    llamafactory: dict[str, Any] | None
+    axolotl: dict[str, Any]
+    selectable: bool = True
+
+
+FORMATS: dict[str, Format] = {
+    "sharegpt": Format(
+        sharegpt_record,
+        {"formatting": "sharegpt", "columns": {"messages": "conversations"}, "tags": SHAREGPT_TAGS},
+        {
+            "type": "chat_template",
+            "field_messages": "conversations",
+            "message_property_mappings": {"role": "from", "content": "value"},
+            "roles": {"system": ["system"], "user": ["human"], "assistant": ["gpt"]},
+            "roles_to_train": ["assistant"],
+        },
+    ),
+    "alpaca": Format(
+        alpaca_record,
+        {
+            "formatting": "alpaca",
+            "columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system"},
+        },
+        {"type": "alpaca"},
+    ),
+    "kd": Format(
+        kd_record,
+        None,  # LLaMA-Factory has no logit distillation
+        {
+            "type": "axolotl.integrations.kd.chat_template",
+            "field_messages": "messages",
+            "logprobs_field": "logprobs",
+            "temperature": 1.0,  # the log-probabilities are the teacher's at temperature 1
+        },
+        selectable=False,
+    ),
+}
+TRAINING_FORMATS = [name for name, fmt in FORMATS.items() if fmt.selectable]
 
 
 def dataset_info_entry(fmt: str, file_name: str) -> dict[str, Any]:
     """A LLaMA-Factory dataset_info.json entry whose columns and tags match what ``FORMATS[fmt]`` writes."""
-    if fmt == "sharegpt":
-        return {
-            "file_name": file_name,
-            "formatting": "sharegpt",
-            "columns": {"messages": "conversations"},
-            "tags": dict(SHAREGPT_TAGS),
-        }
-    if fmt == "alpaca":
-        return {
-            "file_name": file_name,
-            "formatting": "alpaca",
-            "columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system"},
-        }
-    raise ValueError(f"unknown format {fmt!r}")
+    reader = FORMATS[fmt].llamafactory
+    if reader is None:
+        raise ValueError(f"LLaMA-Factory cannot read the {fmt!r} format")
+    return {"file_name": file_name, **copy.deepcopy(reader)}
 
 
 def axolotl_dataset(fmt: str, path: str, split: str | None = None) -> dict[str, Any]:
-    """An Axolotl ``datasets:`` entry for one of our files (``type: chat_template`` for ShareGPT)."""
+    """An Axolotl ``datasets:`` entry for one of our files."""
     entry: dict[str, Any] = {"path": path, "ds_type": "json"}
     if split:
         entry["split"] = split
-    if fmt == "kd":
-        entry.update(
-            {
-                "type": "axolotl.integrations.kd.chat_template",
-                "field_messages": "messages",
-                "logprobs_field": "logprobs",
-                "temperature": 1.0,  # the log-probabilities are the teacher's at temperature 1
-            }
-        )
-    elif fmt == "sharegpt":
-        entry.update(
-            {
-                "type": "chat_template",
-                "field_messages": "conversations",
-                "message_property_mappings": {"role": "from", "content": "value"},
-                "roles": {"system": ["system"], "user": ["human"], "assistant": ["gpt"]},
-                "roles_to_train": ["assistant"],
-            }
-        )
-    else:
-        entry["type"] = "alpaca"
-    return entry
+    return {**entry, **copy.deepcopy(FORMATS[fmt].axolotl)}
 
 
 @cache
@@ -160,7 +176,7 @@ class TrainingWriter:
 
     def add(self, example: Example) -> str | None:
         """Write the example in every format; returns the validation errors instead when a record is invalid."""
-        records = {fmt: FORMATS[fmt](example) for fmt in self.formats}
+        records = {fmt: FORMATS[fmt].record(example) for fmt in self.formats}
         errors = [f"{fmt}: {err}" for fmt, record in records.items() if (err := record_errors(fmt, record))]
         if errors:
             return "; ".join(errors)
@@ -179,7 +195,7 @@ class TrainingWriter:
                 file_name = f"{fmt}_{split}.jsonl"
                 if file_name not in self.counts:
                     continue
-                if fmt != "kd":  # LLaMA-Factory has no logit distillation
+                if FORMATS[fmt].llamafactory is not None:
                     info[f"{name}_{fmt}_{split}"] = dataset_info_entry(fmt, file_name)
                 path = os.path.join(out_as_given, file_name)
                 if split == "train":
