@@ -19,7 +19,7 @@ import numpy as np
 
 
 def measure(rows: int, resamples: int, models: int) -> dict[str, float]:
-    from data_gen.tasks.task import load_task
+    from data_gen.tasks.loader import load_task
     from eval.scoring import score_row
     from eval.stats import Draws, bootstrap, headline_metrics, with_intervals
 

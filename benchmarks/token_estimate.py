@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from data_gen.client.tokens import estimate
-from data_gen.tasks.task import load_task
+from data_gen.tasks.loader import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = {

@@ -10,6 +10,8 @@ import argparse
 import dataclasses
 import functools
 import math
+import os
+import shutil
 import types
 import typing
 from collections.abc import Callable
@@ -23,9 +25,10 @@ from data_gen.errors import ConfigError
 from data_gen.redact import looks_like_a_key
 
 
-def option(default: Any, help: str, **extra: Any) -> Any:
-    """A config field: its default, its ``--help`` line and argparse extras (``choices``)."""
-    meta = {"help": help, **extra}
+def option(default: Any, help: str, group: str | None = None, metavar: str | None = None, **extra: Any) -> Any:
+    """A config field: its default, its one ``--help`` line, the ``--help`` section it opens (``group``; later
+    fields stay in it), the placeholder for its value (``metavar``) and argparse extras (``choices``)."""
+    meta = {"help": help, "group": group, "metavar": metavar, **extra}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -91,30 +94,56 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         raise ConfigError(f"config key {name!r}: {exc} (got {value!r})") from None
 
 
+class OneLineHelp(argparse.RawDescriptionHelpFormatter):
+    """``--help`` with one line per option: ``--[no-]flag`` for switches, short placeholders, a wide help column."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=36, width=max(120, shutil.get_terminal_size().columns))
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse.BooleanOptionalAction):
+            return "--[no-]" + action.option_strings[0].removeprefix("--")
+        return super()._format_action_invocation(action)
+
+
+PLACEHOLDERS = {int: "N", float: "X", list: "A,B", dict: "K=V,..."}
+
+
 def build_parser(cls: type, description: str, epilog: str = "", prog: str | None = None) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per field of the config dataclass ``cls``; every default is None so that
-    YAML can fill in."""
+    """An argparse parser with one flag per field of the config dataclass ``cls``, in the sections the fields
+    open (``option(group=...)``); every default is None so that YAML can fill in."""
+    usage = f"{prog or '%(prog)s'} [--config FILE] [options]"
     parser = argparse.ArgumentParser(
-        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, usage=usage, description=description, epilog=epilog, formatter_class=OneLineHelp
     )
-    parser.add_argument("--config", help="YAML file with any of the keys below; flags given here override it")
+    parser.add_argument("--config", metavar="FILE", help="YAML file with any of the keys below; flags override it")
     hints = typing.get_type_hints(cls)
+    groups: dict[str, Any] = {}
+    section: Any = parser
     for f in dataclasses.fields(cls):
+        if f.metadata.get("group"):
+            name = f.metadata["group"]
+            section = groups.get(name) or groups.setdefault(name, parser.add_argument_group(name))
         flag = "--" + f.name.replace("_", "-")
         base, args = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f"{f.metadata['help']} (default: {show(default)})".replace("%", "%%")  # argparse formats it
+        value = ("on" if default else "off") if isinstance(default, bool) else show(default)
+        value = value.replace(os.getcwd() + os.sep, "")  # an engine's path in this checkout, as the user types it
+        shown = "" if default in (None, "", [], {}) else f" (default: {value})"
+        help_text = f"{f.metadata['help']}{shown}".replace("%", "%%")  # argparse formats it
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
+        if base is not bool:
+            kwargs["metavar"] = f.metadata.get("metavar") or PLACEHOLDERS.get(base, "TEXT")
         if base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            section.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif base is list:
-            parser.add_argument(flag, type=_parse_list, metavar="A,B", **kwargs)
+            section.add_argument(flag, type=_parse_list, **kwargs)
         elif base is dict:
             pairs = functools.partial(_parse_pairs, value_type=args[1] if args else str)
             pairs.__name__ = "key=value list"  # type: ignore[attr-defined]  # argparse names the type in errors
-            parser.add_argument(flag, type=pairs, metavar="K=V,...", **kwargs)
+            section.add_argument(flag, type=pairs, **kwargs)
         else:
-            parser.add_argument(flag, type=base, choices=f.metadata.get("choices"), **kwargs)
+            section.add_argument(flag, type=base, choices=f.metadata.get("choices"), **kwargs)
     return parser
 
 

@@ -237,13 +237,28 @@ def vllm_command(config: EvalConfig, specs: list[ModelSpec], port: int) -> list[
         argv += ["--max-model-len", str(config.max_model_len)]
     if config.gpu_memory_utilization:
         argv += ["--gpu-memory-utilization", str(config.gpu_memory_utilization)]
-    adapters = [spec for spec in specs if spec.adapter]
-    if adapters:
-        needed = max(int(adapter_config(s.adapter or "").get("r", 16)) for s in adapters)
-        rank = config.max_lora_rank or next((r for r in VLLM_LORA_RANKS if r >= needed), needed)
-        argv += ["--enable-lora", "--max-lora-rank", str(rank), "--max-loras", str(len(adapters))]
-        argv += ["--lora-modules", *(f"{s.label}={s.adapter}" for s in adapters)]
-    return argv + list(config.server_args)
+    adapters = {spec.label: spec.adapter for spec in specs if spec.adapter}
+    return argv + vllm_lora_args(adapters, config.max_lora_rank) + list(config.server_args)
+
+
+def vllm_lora_args(adapters: dict[str, str], max_rank: int | None = None) -> list[str]:
+    """``vllm serve`` flags for LoRA modules (name -> adapter folder): the smallest rank vLLM accepts that holds
+    every adapter's ``r``, unless ``max_rank`` is given. ``scripts/serve.sh`` prints them with ``python -m
+    eval.backends NAME=ADAPTER``."""
+    if not adapters:
+        return []
+    needed = max(int(adapter_config(path).get("r", 16)) for path in adapters.values())
+    rank = max_rank or next((r for r in VLLM_LORA_RANKS if r >= needed), needed)
+    modules = [f"{name}={path}" for name, path in adapters.items()]
+    return [
+        "--enable-lora",
+        "--max-lora-rank",
+        str(rank),
+        "--max-loras",
+        str(len(adapters)),
+        "--lora-modules",
+        *modules,
+    ]
 
 
 def llamafactory_config(config: EvalConfig, spec: ModelSpec) -> dict[str, Any]:
@@ -330,3 +345,13 @@ def serve(config: EvalConfig, specs: list[ModelSpec], workdir: Path) -> Iterator
                       process) for s in specs]  # fmt: skip
     finally:
         process.stop()
+
+
+if __name__ == "__main__":  # python -m eval.backends NAME=ADAPTER ...: the vLLM LoRA flags, one per line
+    import sys
+
+    try:
+        flags = vllm_lora_args(dict(arg.split("=", 1) for arg in sys.argv[1:]))
+    except (ConfigError, ValueError) as exc:
+        sys.exit(f"error: {exc}")
+    print("\n".join(flags))

@@ -26,124 +26,72 @@ def _engine_bin(env: str, name: str) -> str:
 class EvalConfig(SourceOptions):
     """Everything an evaluation run needs. Secrets are never stored: only the *names* of key variables."""
 
-    # --- what to evaluate on ---
-    task: str = option("finsight", "task name (a folder in data_gen/tasks/) or a path to a task folder")
-    data: str | None = option(
-        None,
-        "test data: a data_gen output directory (its --split is read), an FPB .txt, or a CSV / TSV / JSONL / JSON / "
-        "Parquet file or saved dataset with --text-column and --label-column",
-    )
-    split: str = option("test", "split of a data_gen output directory to evaluate on")
-    reference: str = option(
-        "teacher",
-        "for a data_gen output directory: score against the teacher's answers (teacher) or the input's gold labels "
-        "(gold)",
-        choices=["teacher", "gold"],
-    )
-    train_data: str | None = option(
-        None,
-        "training data to look for the test texts in (exact and near duplicates): a data_gen output directory (its "
-        "train and validation splits) or a file; default: the --data directory itself when it is a data_gen "
-        "output; none: no check",
-    )
+    # what to evaluate on (the input section continues)
+    data: str | None = option(None, "test data: a data_gen output folder, an FPB .txt, or a table file",
+                              metavar="PATH")  # fmt: skip
+    split: str = option("test", "split of a data_gen output folder to evaluate on", metavar="NAME")
+    reference: str = option("teacher", "compare with the teacher's answers (teacher) or gold labels (gold)",
+                            metavar="WHICH", choices=["teacher", "gold"])  # fmt: skip
+    train_data: str | None = option(None, "training data to find test texts in (default: --data's; none: skip)",
+                                    metavar="PATH")  # fmt: skip
+    task: str = option("finsight", "task name (data_gen/tasks/) or task folder", group="models")
+    backend: str = option("auto", "vllm, llamacpp, llamafactory or endpoint; auto: endpoint if --endpoint",
+                          metavar="NAME", choices=list(BACKENDS))  # fmt: skip
+    model: str | None = option(None, "base model: a hub id or folder, or its name on the --endpoint", metavar="NAME")
+    adapter: str | None = option(None, "LoRA adapter folder, or its name on the --endpoint", metavar="PATH")
+    endpoint: str | None = option(None, "a running OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1",
+                                  metavar="URL")  # fmt: skip
+    api_key_env: str | None = option(None, "NAME of the variable with the --endpoint's key", metavar="VAR")
+    template: str | None = option(None, "llamafactory: chat template (default: the tokenizer's)", metavar="NAME")
+    prompt: str = option("auto", "system prompt for base and tuned: student, teacher or auto (as trained)",
+                         metavar="WHICH", choices=["auto", "student", "teacher"])  # fmt: skip
 
-    # --- the models ---
-    backend: str = option(
-        "auto",
-        "vllm (starts `vllm serve`, a GPU), llamacpp (starts llama.cpp's `llama-server`: the fast CPU engine, GGUF), "
-        "llamafactory (starts `llamafactory-cli api`, Hugging Face generate) or endpoint (a server that is already "
-        "running); auto: endpoint when --endpoint is given, else vllm",
-        choices=list(BACKENDS),
-    )
-    model: str | None = option(
-        None, "base model: a Hugging Face id or folder (vllm, llamafactory) or the name the --endpoint serves it as"
-    )
-    adapter: str | None = option(
-        None,
-        "LoRA adapter folder (vllm, llamafactory) or the name the --endpoint serves it as; with --model, base and "
-        "fine-tuned are both evaluated on the same prompts",
-    )
-    endpoint: str | None = option(None, "base URL of a running OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
-    api_key_env: str | None = option(None, "NAME of the environment variable holding the --endpoint's API key")
-    template: str | None = option(
-        None, "LLaMA-Factory chat template (qwen, llama3, ...); default: the tokenizer's own chat template"
-    )
-    teacher: str | None = option(
-        None,
-        "also evaluate a teacher as a reference: rules (the offline baseline) or openai (--teacher-base-url, "
-        "--teacher-model, --teacher-api-key-env)",
-        choices=["rules", "openai"],
-    )
-    teacher_base_url: str | None = option(None, "base URL of the teacher's OpenAI-compatible API")
-    teacher_model: str | None = option(None, "teacher model name as its API knows it")
-    teacher_api_key_env: str | None = option(
-        "OPENAI_API_KEY", "NAME of the environment variable with the teacher's key"
-    )
+    # a reference teacher
+    teacher: str | None = option(None, "also evaluate a teacher: rules or openai", group="teacher reference",
+                                 metavar="KIND", choices=["rules", "openai"])  # fmt: skip
+    teacher_base_url: str | None = option(None, "the teacher's API base URL", metavar="URL")
+    teacher_model: str | None = option(None, "teacher model name as its API knows it", metavar="NAME")
+    teacher_api_key_env: str | None = option("OPENAI_API_KEY", "NAME of the variable with the teacher's key",
+                                             metavar="VAR")  # fmt: skip
 
-    # --- generation (recorded in results.json) ---
-    prompt: str = option(
-        "auto",
-        "the system prompt base and fine-tuned models are asked with: student (the task's short prompt), teacher "
-        "(the teacher's full prompt), or auto: what the training files of a data_gen --data folder carry, else "
-        "student. The teacher is always asked with its own",
-        choices=["auto", "student", "teacher"],
-    )
-    temperature: float = option(0.0, "sampling temperature (0: greedy)")
-    top_p: float | None = option(None, "nucleus sampling; omitted from requests when unset")
-    max_tokens: int | None = option(None, "completion token limit per request (default: the task's limit)")
-    seed: int = option(0, "sampling seed, sent with every request and given to vllm serve")
-    constrained: str = option(
-        "none",
-        "send the task's JSON Schema as a constraint: json_schema (OpenAI response_format, also vLLM), "
-        "structured_outputs (vLLM >= 0.10 extra field), guided_json (older vLLM); answers are validated either way",
-        choices=list(CONSTRAINED),
-    )
-    logprobs: int = option(
-        0,
-        "ask the served models for their top-K log-probabilities per token (OpenAI logprobs / top_logprobs, as vLLM "
-        "returns them) and report how well calibrated each model's label is: ECE and a reliability plot; 0: off",
-    )
+    # generation (recorded in results.json)
+    temperature: float = option(0.0, "sampling temperature (0: greedy)", group="generation")
+    top_p: float | None = option(None, "nucleus sampling (omitted when unset)")
+    max_tokens: int | None = option(None, "completion limit per request (default: the task's)")
+    seed: int = option(0, "sampling seed, sent with every request")
+    constrained: str = option("none", "send the JSON Schema as json_schema, structured_outputs or guided_json",
+                              metavar="HOW", choices=list(CONSTRAINED))  # fmt: skip
+    logprobs: int = option(0, "ask for top-K log-probabilities and report calibration; 0: off")
     concurrency: int = option(8, "requests in flight per model")
-    timeout: float = option(300.0, "seconds before one request times out")
-    max_retries: int = option(2, "retries of a request on 429 / 5xx / timeouts / dropped connections")
+    timeout: float = option(300.0, "seconds before a request times out")
+    max_retries: int = option(2, "retries on 429 / 5xx / timeouts / dropped connections")
 
-    # --- servers ---
-    vllm_bin: str = option(_engine_bin("vllm", "vllm"), "the vllm executable")
-    llamafactory_cli: str = option(_engine_bin("llamafactory", "llamafactory-cli"), "the llamafactory-cli executable")
-    llama_server: str = option(_engine_bin("llamacpp", "llama-server"), "llama.cpp's server executable (make llamacpp)")
-    converter_python: str = option(
-        _engine_bin("llamafactory", "python"),
-        "llamacpp: the Python (with torch, transformers, gguf) that runs llama.cpp's GGUF converters",
-    )
-    parallel: int = option(4, "llamacpp: requests decoded together (server slots, continuous batching)")
+    # the engines
+    vllm_bin: str = option(_engine_bin("vllm", "vllm"), "the vllm executable", group="engines", metavar="PATH")
+    llamafactory_cli: str = option(_engine_bin("llamafactory", "llamafactory-cli"), "the llamafactory-cli executable",
+                                   metavar="PATH")  # fmt: skip
+    llama_server: str = option(_engine_bin("llamacpp", "llama-server"), "llama.cpp's server (make llamacpp)",
+                               metavar="PATH")  # fmt: skip
+    converter_python: str = option(_engine_bin("llamafactory", "python"), "llamacpp: Python for the GGUF converters",
+                                   metavar="PATH")  # fmt: skip
+    parallel: int = option(4, "llamacpp: requests decoded together (server slots)")
     threads: int | None = option(None, "llamacpp: CPU threads (default: all cores)")
     tensor_parallel_size: int = option(1, "vllm: GPUs per model replica")
     data_parallel_size: int = option(1, "vllm: model replicas")
     max_model_len: int | None = option(None, "vllm: context length (default: the model's)")
-    gpu_memory_utilization: float | None = option(None, "vllm: share of GPU memory to use (default: vLLM's 0.9)")
-    max_lora_rank: int | None = option(None, "vllm: largest LoRA rank to serve (default: the adapter's rank)")
-    server_args: list[str] = option(
-        [],
-        "extra arguments for the server command, comma-separated, e.g. --server-args=--enforce-eager,--max-num-seqs,64",
-    )
-    startup_timeout: float = option(900.0, "seconds to wait for a started server to answer")
+    gpu_memory_utilization: float | None = option(None, "vllm: share of GPU memory (default: vLLM's 0.9)")
+    max_lora_rank: int | None = option(None, "vllm: largest LoRA rank (default: the adapter's)")
+    server_args: list[str] = option([], "extra server arguments, e.g. --server-args=--enforce-eager")
+    startup_timeout: float = option(900.0, "seconds to wait for a started server")
 
-    # --- statistics and outputs ---
-    bootstrap: int = option(1000, "bootstrap resamples for the 95% confidence intervals")
-    examples: int = option(10, "before / after examples in report.md where two models disagree")
-    out: str | None = option(
-        None,
-        "output directory: results.json, predictions.jsonl, report.md, plots; new, empty, or an earlier evaluation "
-        "of the same task and data (which the run resumes)",
-    )
-    overwrite: bool = option(
-        False,
-        "replace an eval.run output of another task or data in --out (its stored answers are kept; files eval.run "
-        "did not write are never touched)",
-    )
-    cache: bool = option(True, "store every answer in <out>/cache.sqlite; a rerun asks only what is missing")
-    dry_run: bool = option(False, "check the data and models, print what would run, then stop")
-    progress: bool = option(True, "show a progress bar")
+    # statistics and outputs
+    bootstrap: int = option(1000, "bootstrap resamples for the 95% intervals", group="output")
+    examples: int = option(10, "examples in report.md where two models disagree")
+    out: str | None = option(None, "output folder: new, empty, or an earlier one to resume", metavar="DIR")
+    overwrite: bool = option(False, "replace an eval.run output of another task or data in --out")
+    cache: bool = option(True, "store answers in <out>/cache.sqlite; a rerun asks only what is missing")
+    dry_run: bool = option(False, "check data and models, print what would run; start nothing")
+    progress: bool = option(True, "progress bar")
 
     def resolved_backend(self) -> str:
         if self.backend != "auto":

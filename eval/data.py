@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from data_gen.errors import InputError
-from data_gen.sources.readers import Record, Rejected, Source, duplicate, is_distilled
+from data_gen.sources.readers import Source, is_distilled
+from data_gen.sources.records import Record, Rejected, duplicate
 from data_gen.tasks.task import Task
 from eval.config import EvalConfig
 

@@ -11,22 +11,11 @@ from typing import Any
 
 from data_gen.client.types import Completion
 from data_gen.tasks.task import Task
-from data_gen.writers.training import AtomicFiles, jsonl_line
+from data_gen.writers.atomic import AtomicFiles, jsonl_line
 from eval.data import EvalSet
+from eval.markdown import headline_names, md_table, num, short, with_interval
 from eval.overlap import describe as overlap_sentence
-
-HEADLINE_ORDER = (
-    "accuracy",
-    "weighted_f1",
-    "macro_f1",
-    "missing_rate",
-    "f1",
-    "sentiment_accuracy",
-    "rougeL",
-    "rouge1",
-    "rouge2",
-    "number_exact_match",
-)
+from eval.plots import make_plots
 
 
 def write_all(
@@ -65,36 +54,6 @@ def write_all(
         files.open("report.md", "backslashreplace").write(render(task, evalset, rows, results, plots, out, examples))
 
 
-# ---------------------------------------------------------------- numbers as text
-def _num(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _with_interval(entry: dict[str, Any] | None) -> str:
-    if not entry or entry.get("value") is None:
-        return "n/a"
-    if entry.get("low") is None:
-        return _num(entry["value"])
-    return f"{entry['value']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
-
-
-def headline_names(results: dict[str, Any]) -> list[str]:
-    """The metrics with intervals: answer fields in the task's order (each in HEADLINE_ORDER), format rates last."""
-    names = list(dict.fromkeys(name for values in results["intervals"].values() for name in values))
-    fields = list(dict.fromkeys(name.split(".", 1)[0] for name in names))
-
-    def rank(name: str) -> tuple[bool, int, int]:
-        prefix, metric = name.split(".", 1)
-        order = HEADLINE_ORDER.index(metric) if metric in HEADLINE_ORDER else len(HEADLINE_ORDER)
-        return (prefix == "format", fields.index(prefix), order)
-
-    return sorted(names, key=rank)
-
-
 def _found(overlap: dict[str, Any]) -> str:
     return f"{overlap['exact']} exact + {overlap['near']} near duplicates"
 
@@ -112,7 +71,7 @@ def summary_lines(results: dict[str, Any], out: str) -> list[str]:
     names = [*[n for n in headline_names(results) if not n.startswith("format.")][:2], "format.parsed",
              "format.schema_valid"]  # fmt: skip
     for label, values in results["intervals"].items():
-        shown = ", ".join(f"{n} {_with_interval(values.get(n))}" for n in names if n in values)
+        shown = ", ".join(f"{n} {with_interval(values.get(n))}" for n in names if n in values)
         lines.append(f"{label}: {shown}")
     if results["comparisons"]:
         comparison = results["comparisons"][0]
@@ -120,112 +79,12 @@ def summary_lines(results: dict[str, Any], out: str) -> list[str]:
         for name in names:
             d = comparison["differences"].get(name)
             if d is not None:
-                shown.append(f"{name} {_num(d['difference'])} [{_num(d['low'])}, {_num(d['high'])}]")
+                shown.append(f"{name} {num(d['difference'])} [{num(d['low'])}, {num(d['high'])}]")
         lines.append(f"{comparison['b']} - {comparison['a']}: {', '.join(shown)}")
     return lines
 
 
-# ---------------------------------------------------------------- plots
-def make_plots(folder: Path, task: Task, results: dict[str, Any]) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    made: list[Path] = []
-    labels = list(results["intervals"])
-    names = [n for n in headline_names(results) if not n.endswith("missing_rate")][:10]
-    if names:
-        fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names) * max(1, len(labels)) / 2), 4))
-        width = 0.8 / max(1, len(labels))
-        for i, label in enumerate(labels):
-            values = [results["intervals"][label].get(n) or {} for n in names]
-            heights = [v.get("value") or 0 for v in values]
-            low = [h - (v.get("low") if v.get("low") is not None else h) for h, v in zip(heights, values, strict=True)]
-            high = [
-                (v.get("high") if v.get("high") is not None else h) - h for h, v in zip(heights, values, strict=True)
-            ]
-            ax.bar([x + i * width for x in range(len(names))], heights, width, yerr=[low, high], capsize=3, label=label)
-        ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(names))], names, rotation=30, ha="right")
-        ax.set_ylim(0, 1.05)
-        ax.set_title("Headline metrics (95% bootstrap intervals)")
-        ax.legend()
-        made.append(_save(fig, folder / "headline.png", plt))
-    for name, kind in task.metrics.items():
-        if kind not in ("classification", "ordinal"):
-            continue
-        reports = {label: results["metrics"][label]["fields"].get(name) for label in labels}
-        reports = {label: r for label, r in reports.items() if r}
-        if not reports:
-            continue
-        classes = task.enum(name)
-        fig, axes = plt.subplots(1, len(reports), figsize=(3.6 * len(reports), 3.4), squeeze=False)
-        for ax, (label, rep) in zip(axes[0], reports.items(), strict=True):
-            matrix = rep["confusion"]
-            ax.imshow(matrix, cmap="Blues")
-            for r, row in enumerate(matrix):
-                for c, count in enumerate(row):
-                    ax.text(c, r, str(count), ha="center", va="center")
-            ax.set_xticks(range(len(classes)), classes, rotation=30)
-            ax.set_yticks(range(len(classes)), classes)
-            ax.set_xlabel(f"predicted ({rep['missing']} missing)")
-            ax.set_ylabel("gold")
-            ax.set_title(label)
-        fig.suptitle(f"{name}: confusion matrices")
-        made.append(_save(fig, folder / f"confusion_{name}.png", plt))
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        width = 0.8 / len(reports)
-        for i, (label, rep) in enumerate(reports.items()):
-            f1s = [rep["per_class"][c]["f1"] for c in classes]
-            ax.bar([x + i * width for x in range(len(classes))], f1s, width, label=label)
-        ax.set_xticks([x + width * (len(reports) - 1) / 2 for x in range(len(classes))], classes)
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("F1")
-        ax.set_title(f"{name}: F1 per class")
-        ax.legend()
-        made.append(_save(fig, folder / f"per_class_f1_{name}.png", plt))
-    calibrations = {label: results["metrics"][label].get("calibration") for label in labels}
-    calibrations = {label: c for label, c in calibrations.items() if c}
-    if calibrations:
-        fig, ax = plt.subplots(figsize=(4.6, 4.2))
-        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-        for label, cal in calibrations.items():
-            used = [b for b in cal["bins"] if b["count"]]
-            ax.plot([b["confidence"] for b in used], [b["accuracy"] for b in used], marker="o",
-                    label=f"{label} (ECE {cal['ece']:.3f}, n={cal['n']})")  # fmt: skip
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel(f"confidence in its {task.label_field} (bin mean)")
-        ax.set_ylabel("accuracy in the bin")
-        ax.set_title("Reliability")
-        ax.legend(fontsize=8)
-        made.append(_save(fig, folder / "reliability.png", plt))
-    return made
-
-
-def _save(fig: Any, path: Path, plt: Any) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 # ---------------------------------------------------------------- report.md
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-
-
-def _short(value: Any, limit: int = 160) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def render(
     task: Task,
     evalset: EvalSet,
@@ -251,9 +110,9 @@ def render(
         lines += _overlap_section(facts["overlap"])
     names = headline_names(results)
     lines += ["## Headline metrics", "", "Value [95% bootstrap interval]; a missing answer counts as wrong.", ""]
-    lines += _table(
+    lines += md_table(
         ["metric", *labels],
-        [[name, *(_with_interval(results["intervals"][label].get(name)) for label in labels)] for name in names],
+        [[name, *(with_interval(results["intervals"][label].get(name)) for label in labels)] for name in names],
     )
     if any(p.name == "headline.png" for p in plots):
         lines += ["", "![headline metrics](plots/headline.png)"]
@@ -273,9 +132,9 @@ def render(
                     continue
                 test = comparison["mcnemar"].get(name)
                 p_value = f"{test['p_value']:.3g} ({test['only_a']} vs {test['only_b']})" if test else ""
-                interval = f"[{_num(d['low'])}, {_num(d['high'])}]"
-                table.append([f"{comparison['b']} - {comparison['a']}", name, _num(d["difference"]), interval, p_value])
-        lines += _table(["pair", "metric", "difference", "95% interval", "McNemar p (only a vs only b right)"], table)
+                interval = f"[{num(d['low'])}, {num(d['high'])}]"
+                table.append([f"{comparison['b']} - {comparison['a']}", name, num(d["difference"]), interval, p_value])
+        lines += md_table(["pair", "metric", "difference", "95% interval", "McNemar p (only a vs only b right)"], table)
     lines += [
         "",
         "## Format ladder",
@@ -289,8 +148,8 @@ def render(
     for label in labels:
         fmt = results["metrics"][label]["format"]
         failures = ", ".join(f"{k} {v}" for k, v in fmt["failures"].items()) or "none"
-        table.append([label, *(_num(fmt[s]) for s in steps), failures])
-    lines += _table(["model", *steps, "first failure (count)"], table)
+        table.append([label, *(num(fmt[s]) for s in steps), failures])
+    lines += md_table(["model", *steps, "first failure (count)"], table)
     lines += _calibration_section(task, results, labels, plots)
     for name, kind in task.metrics.items():
         reports = {label: results["metrics"][label]["fields"].get(name) for label in labels}
@@ -334,10 +193,10 @@ def _calibration_section(task: Task, results: dict[str, Any], labels: list[str],
         "",
     ]
     table = [
-        [label, str(c["n"]), _num(c["ece"]), _num(c["mean_confidence"]), _num(c["accuracy"])]
+        [label, str(c["n"]), num(c["ece"]), num(c["mean_confidence"]), num(c["accuracy"])]
         for label, c in calibrations.items()
     ]
-    lines += _table(["model", "rows", "ECE", "mean confidence", "accuracy"], table)
+    lines += md_table(["model", "rows", "ECE", "mean confidence", "accuracy"], table)
     if any(p.name == "reliability.png" for p in plots):
         lines += ["", "![reliability](plots/reliability.png)"]
     return lines
@@ -366,15 +225,15 @@ def _field_section(task: Task, name: str, kind: str, reports: dict[str, dict[str
             row = [
                 label,
                 str(rep["n"]),
-                _num(rep["accuracy"]),
-                _num(rep["macro_f1"]),
-                _num(rep["weighted_f1"]),
-                _num(rep["missing_rate"]),
+                num(rep["accuracy"]),
+                num(rep["macro_f1"]),
+                num(rep["weighted_f1"]),
+                num(rep["missing_rate"]),
             ]
-            row += [_num(rep["mean_abs_error"])] if kind == "ordinal" else []
-            row += [" / ".join(_num(rep["per_class"][c][k], 2) for k in ("precision", "recall", "f1")) for c in classes]
+            row += [num(rep["mean_abs_error"])] if kind == "ordinal" else []
+            row += [" / ".join(num(rep["per_class"][c][k], 2) for k in ("precision", "recall", "f1")) for c in classes]
             table.append(row)
-        return _table(header, table)
+        return md_table(header, table)
     if kind == "entities":
         header = [
             "model",
@@ -386,18 +245,18 @@ def _field_section(task: Task, name: str, kind: str, reports: dict[str, dict[str
             "gold / predicted",
             "missing",
         ]
-        return _table(
+        return md_table(
             header,
             [
                 [
                     label,
                     str(r["n"]),
-                    _num(r["precision"]),
-                    _num(r["recall"]),
-                    _num(r["f1"]),
-                    _num(r["sentiment_accuracy"]),
+                    num(r["precision"]),
+                    num(r["recall"]),
+                    num(r["f1"]),
+                    num(r["sentiment_accuracy"]),
                     f"{r['gold_entities']} / {r['predicted_entities']}",
-                    _num(r["missing_rate"]),
+                    num(r["missing_rate"]),
                 ]
                 for label, r in reports.items()
             ],
@@ -412,18 +271,18 @@ def _field_section(task: Task, name: str, kind: str, reports: dict[str, dict[str
         "words mean / median (reference)",
         "missing",
     ]
-    return _table(
+    return md_table(
         header,
         [
             [
                 label,
                 str(r["n"]),
-                _num(r["rouge1"]),
-                _num(r["rouge2"]),
-                _num(r["rougeL"]),
-                f"{_num(r['number_exact_match'])} ({r['rows_with_numbers']} rows)",
+                num(r["rouge1"]),
+                num(r["rouge2"]),
+                num(r["rougeL"]),
+                f"{num(r['number_exact_match'])} ({r['rows_with_numbers']} rows)",
                 f"{r['words']['mean']:.1f} / {r['words']['median']:.0f} ({r['words']['reference_mean']:.1f})",
-                _num(r["missing_rate"]),
+                num(r["missing_rate"]),
             ]
             for label, r in reports.items()
         ],
@@ -445,10 +304,10 @@ def _examples(
             picked.append(
                 [
                     item.id,
-                    _short(item.text, 120),
-                    _short(item.gold.get(name), 60) if item.gold else "",
-                    _short(pa, 60) if pa is not None else "missing",
-                    _short(pb, 60) if pb is not None else "missing",
+                    short(item.text, 120),
+                    short(item.gold.get(name), 60) if item.gold else "",
+                    short(pa, 60) if pa is not None else "missing",
+                    short(pb, 60) if pb is not None else "missing",
                 ]
             )
         if len(picked) >= limit:
@@ -459,5 +318,5 @@ def _examples(
         "",
         f"## Before / after: `{name}` where {a} and {b} disagree",
         "",
-        *_table(["id", "text", "gold", a, b], picked),
+        *md_table(["id", "text", "gold", a, b], picked),
     ]

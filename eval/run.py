@@ -28,7 +28,8 @@ from data_gen.errors import ConfigError, run_cli
 from data_gen.options import build_parser, load_config
 from data_gen.provenance import versions
 from data_gen.redact import RedactingFilter
-from data_gen.tasks.task import Task, load_task
+from data_gen.tasks.loader import load_task
+from data_gen.tasks.task import Task
 from data_gen.teachers import TeacherSpec, make_teacher
 from data_gen.writers.outdir import OutputDir
 from eval import overlap, report

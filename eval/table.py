@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from eval.report import _table, _with_interval
+from eval.markdown import md_table, with_interval
 
 DEFAULT_METRICS = (
     "sentiment.accuracy",
@@ -30,9 +30,9 @@ def table(paths: list[Path], metrics: list[str]) -> list[str]:
         run = path.parent.name if path.parent.name != "report" else path.parent.parent.name
         for model, values in results["intervals"].items():
             rows.append(
-                [run, model, str(results["data"]["evaluated"]), *(_with_interval(values.get(m)) for m in metrics)]
+                [run, model, str(results["data"]["evaluated"]), *(with_interval(values.get(m)) for m in metrics)]
             )
-    return _table(["run", "model", "rows", *metrics], rows)
+    return md_table(["run", "model", "rows", *metrics], rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,9 +16,16 @@ compose "$RECIPE" "serve-$(basename "$RECIPE" .yaml)" "$@"
 NAME="$(basename "$RECIPE" .yaml)"
 if [ "${ENGINE:-llamafactory}" = vllm ]; then
   BASE="$(config_value model_name_or_path)"; ADAPTER="$(config_value adapter_name_or_path)"
+  # the LoRA flags (rank from the adapter's own config) come from eval's vLLM backend: one implementation
+  LORA_ARGS="$("$ENV/bin/python" -m eval.backends "$NAME=$ADAPTER")" || exit 2
   need_env vllm
   echo "serving $BASE with adapter $NAME=$ADAPTER on http://$HOST:$PORT/v1 (vllm)"
-  exec "$CLI" serve "$BASE" --enable-lora --lora-modules "$NAME=$ADAPTER" --max-lora-rank 16 --host "$HOST" --port "$PORT"
+  # one flag or value per line: split on newlines only, so paths with spaces survive
+  set -f; IFS='
+'
+  # shellcheck disable=SC2086
+  set -- $LORA_ARGS; unset IFS; set +f
+  exec "$CLI" serve "$BASE" "$@" --host "$HOST" --port "$PORT"
 fi
 echo "serving $RECIPE on http://$HOST:$PORT/v1 (llamafactory-cli api; model name: $NAME)"
 API_HOST="$HOST" API_PORT="$PORT" API_MODEL_NAME="$NAME" exec "$CLI" api "$CONFIG"

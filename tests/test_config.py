@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,7 @@ import pytest
 from data_gen.errors import ConfigError
 from data_gen.options import build_parser, load_config
 from data_gen.run.config import DistillConfig, validate
+from eval.config import EvalConfig
 
 from .conftest import ROOT
 
@@ -110,10 +115,24 @@ def test_a_file_overrides_what_it_extends_and_a_loop_is_one_line(tmp_path: Path)
     assert "\n" not in str(caught.value)
 
 
-def test_help_lists_every_setting_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        build_parser(DistillConfig, "test").parse_args(["--help"])
-    text = capsys.readouterr().out
-    for flag in ("--api-key-env", "--max-reasks", "--require-gold-agreement", "--dry-run", "--label-map"):
-        assert flag in text
-    assert "(default: OPENAI_API_KEY)" in text
+@pytest.mark.parametrize(
+    ("module", "sections"),
+    [
+        ("data_gen.distill", ["input", "task and teacher", "limits and budget", "filters", "logit distillation (KD)",
+                              "output", "run"]),
+        ("eval.run", ["input", "models", "teacher reference", "generation", "engines", "output"]),
+    ],
+)  # fmt: skip
+def test_help_is_grouped_by_section_with_one_line_per_option(module: str, sections: list[str]) -> None:
+    env = {**os.environ, "COLUMNS": "120"}
+    text = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          check=True).stdout  # fmt: skip
+    headers = [line[:-1] for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headers[1:] == sections  # after argparse's own "options:"
+    config = DistillConfig if module == "data_gen.distill" else EvalConfig
+    lines = text.split("\n\n" + sections[0] + ":\n", 1)[1].split("\n\n", len(sections))
+    options = [line for block in lines[: len(sections)] for line in block.splitlines() if line.startswith("  ")]
+    flags = [line.split()[0].replace("--[no-]", "--") for line in options]
+    assert all(line.startswith("  --") for line in options), "an option's help runs onto a second line"
+    assert sorted(flags) == sorted("--" + f.name.replace("_", "-") for f in dataclasses.fields(config))
+    assert "(default: OPENAI_API_KEY)" in text and "--[no-]dry-run" in text and "(default: off)" in text

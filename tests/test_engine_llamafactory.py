@@ -137,8 +137,8 @@ def test_real_openai_compatible_server_garbage_is_rejected_with_reasons(
     }
     # the right reason for what the server really sent: re-derive it from each stored raw reply
     from data_gen.client.cache import ResponseCache
+    from data_gen.tasks.loader import load_task
     from data_gen.tasks.parsing import RowRejected
-    from data_gen.tasks.task import load_task
 
     task, cache = load_task("finsight"), ResponseCache(run.out_dir / "cache.sqlite")
     for reject in run.jsonl("rejects.jsonl"):

@@ -10,7 +10,7 @@ import pytest
 
 from data_gen.errors import InputError
 from data_gen.options import build_parser, load_config
-from data_gen.tasks.task import load_task
+from data_gen.tasks.loader import load_task
 from eval.config import EvalConfig, validate
 from eval.data import load_eval_set
 from eval.run import main
@@ -103,4 +103,4 @@ def test_help_explains_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     printed = capsys.readouterr().out
     assert exit_info.value.code == 0 and printed.startswith("usage: python -m eval.run")
-    assert "95% confidence intervals" in printed and "--constrained" in printed and "exit status: 0 done" in printed
+    assert "95% intervals" in printed and "--constrained" in printed and "exit status: 0 done" in printed

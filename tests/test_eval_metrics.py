@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from data_gen.tasks.task import load_task
+from data_gen.tasks.loader import load_task
 from eval.scoring import aggregate, entity_key, numbers, score_row
 from eval.stats import Draws, bootstrap, compare, headline_metrics, mcnemar, with_intervals
 

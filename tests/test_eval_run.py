@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from data_gen.options import build_parser, load_config
-from data_gen.tasks.task import load_task
+from data_gen.tasks.loader import load_task
 from data_gen.teachers.rules import RulesTeacher
 from eval.backends import ModelSpec, vllm_command
 from eval.config import EvalConfig, validate
@@ -250,6 +250,19 @@ def test_vllm_command_line(tmp_path: Path) -> None:
         f"tuned={adapter}",
         "--enforce-eager",
     ]  # fmt: skip   (rank 24 -> 32, the next rank vLLM accepts)
+
+
+def test_serve_sh_takes_its_vllm_lora_flags_from_the_eval_backend(tmp_path: Path) -> None:
+    adapter = tmp_path / "my adapter"  # a space in the path: one flag or value per printed line
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 32}))
+    command = [sys.executable, "-m", "eval.backends", f"fin={adapter}"]
+    printed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert printed.splitlines() == ["--enable-lora", "--max-lora-rank", "32", "--max-loras", "1", "--lora-modules",
+                                    f"fin={adapter}"]  # fmt: skip
+    assert '-m eval.backends "$NAME=$ADAPTER"' in (ROOT / "scripts" / "serve.sh").read_text()
+    missing = subprocess.run([*command[:3], f"fin={tmp_path / 'none'}"], cwd=ROOT, capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: adapter not found:")
 
 
 def test_model_problems_are_one_line_before_serving(distilled: dict[str, Path], tmp_path: Path,

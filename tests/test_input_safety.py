@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from data_gen.tasks.task import TASKS_DIR
+from data_gen.tasks.loader import TASKS_DIR
 from eval.run import main as eval_main
 from tests.fake_server import FakeOpenAI, Reply, finsight_reply
 

@@ -11,7 +11,7 @@ import pytest
 
 from data_gen.client.types import ChatRequest
 from data_gen.errors import ConfigError
-from data_gen.tasks.task import load_task
+from data_gen.tasks.loader import load_task
 from data_gen.teachers.rules import FinsightRules, RulesTeacher
 from tests.conftest import SAMPLES
 
@@ -133,7 +133,7 @@ def test_glossary_questions_sample_mostly_answerable() -> None:
 def test_rules_teacher_refuses_tasks_it_cannot_answer(tmp_path) -> None:
     import shutil
 
-    from data_gen.tasks.task import TASKS_DIR
+    from data_gen.tasks.loader import TASKS_DIR
 
     other = tmp_path / "other"
     shutil.copytree(TASKS_DIR / "finsight", other)

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from data_gen.errors import InputError
-from data_gen.sources.readers import read_source, text_id
+from data_gen.sources.readers import read_source
+from data_gen.sources.records import text_id
 
 ROWS = [
     {"id": "a1", "text": "Acme Corp's net sales rose 12% to EUR 40 mn.", "label": "positive"},

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from data_gen.errors import ConfigError
+from data_gen.tasks.loader import TASKS_DIR, load_task
 from data_gen.tasks.parsing import RowRejected, extract_json_object, split_thinking
-from data_gen.tasks.task import TASKS_DIR, load_task
 
 GOOD = {"entities": [{"name": "NVIDIA", "sentiment": "positive"}], "sentiment": "positive", "risk_level": "Low"}
 

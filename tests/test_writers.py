@@ -10,14 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from data_gen.writers.atomic import AtomicFiles, atomic_write_text, jsonl_line
 from data_gen.writers.training import (
-    AtomicFiles,
     Example,
     TrainingWriter,
     alpaca_record,
-    atomic_write_text,
     dataset_info_entry,
-    jsonl_line,
     kd_record,
     record_errors,
     sharegpt_record,

@@ -16,24 +16,14 @@ from data_gen.client.batch import Deferred
 from data_gen.client.budget import BudgetExhausted
 from data_gen.client.types import ChatRequest, Completion, Usage, request_key
 from data_gen.errors import TeacherSetupError
+from data_gen.reasons import REPLY_REJECTIONS
 from data_gen.run.config import DistillConfig
-from data_gen.sources.readers import Record, unencodable
+from data_gen.sources.records import Record
+from data_gen.sources.text import unencodable
 from data_gen.tasks.parsing import RowRejected
 from data_gen.tasks.task import Parsed, Task
 
 NOT_REASKED = {"declined"}  # a refusal is an answer: asking again with "your refusal failed validation" is waste
-REPLY_REJECTIONS = {  # reasons that a stored reply can cause, which --refresh-rejected asks again for
-    "empty_response",
-    "undecodable_reply",
-    "no_thinking",
-    "no_json",
-    "invalid_json",
-    "schema_invalid",
-    "thinking_mismatch",
-    "declined",
-    "truncated",
-    "gold_disagreement",
-}
 
 
 @dataclass

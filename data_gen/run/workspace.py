@@ -10,10 +10,11 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from data_gen.reasons import registered
 from data_gen.redact import redact
-from data_gen.sources.readers import Record
+from data_gen.sources.records import Record
 
 SCHEMA = """
 CREATE TABLE ids (id TEXT PRIMARY KEY, row INTEGER);
@@ -23,6 +24,17 @@ CREATE TABLE examples (row INTEGER PRIMARY KEY, id TEXT, split TEXT, user TEXT, 
 CREATE TABLE kd (row INTEGER PRIMARY KEY, rows TEXT);
 """
 PAGE = 1000
+
+
+class StoredExample(NamedTuple):
+    """An accepted example as the workspace keeps it between passes."""
+
+    row: int
+    id: str
+    split: str
+    user: str
+    assistant: str
+    meta: dict[str, Any]
 
 
 class Workspace:
@@ -70,7 +82,8 @@ class Workspace:
     # ---------------- outcomes ----------------
     def reject(self, row: int, rid: str | None, reason: str, detail: str, request_key: str | None = None) -> None:
         """Record a rejection; its detail (an error a server wrote, perhaps) never carries a key into rejects.jsonl."""
-        self.db.execute("INSERT INTO rejects VALUES (?, ?, ?, ?, ?)", (row, rid, reason, redact(detail), request_key))
+        values = (row, rid, registered(reason), redact(detail), request_key)
+        self.db.execute("INSERT INTO rejects VALUES (?, ?, ?, ?, ?)", values)
 
     def rejects(self) -> Iterator[dict[str, Any]]:
         cursor = self.db.execute("SELECT row, id, reason, detail, request_key FROM rejects ORDER BY row")
@@ -103,11 +116,11 @@ class Workspace:
         found = self.db.execute("SELECT rows FROM kd WHERE row = ?", (row,)).fetchone()
         return found[0] if found else None
 
-    def examples(self) -> Iterator[tuple[int, str, str, str, str, dict[str, Any]]]:
+    def examples(self) -> Iterator[StoredExample]:
         """Accepted examples in input order. Do not change the table while iterating."""
         cursor = self.db.execute("SELECT row, id, split, user, assistant, meta FROM examples ORDER BY row")
         for row, rid, split, user, assistant, meta in cursor:
-            yield row, rid, split, user, assistant, json.loads(meta)
+            yield StoredExample(row, rid, split, user, assistant, json.loads(meta))
 
     def example_counts(self) -> Counter:
         return Counter(dict(self.db.execute("SELECT split, COUNT(*) FROM examples GROUP BY split")))

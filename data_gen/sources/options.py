@@ -17,17 +17,19 @@ class SourceOptions:
 
     input_format: str = option(
         "auto",
-        "input format; auto picks by extension",
+        "auto (by extension), csv, tsv, jsonl, json, parquet, hf, fpb or txt",
+        group="input",
+        metavar="FORMAT",
         choices=["auto", "csv", "tsv", "jsonl", "json", "parquet", "hf", "fpb", "txt"],
     )
-    text_column: str | None = option(None, "column holding the text (default: the task's input column)")
-    id_column: str | None = option(None, "column holding a stable row id (default: a hash of the text)")
-    label_column: str | None = option(None, "optional column with the gold label")
-    label_map: dict[str, str] = option({}, "map raw gold labels to task labels, e.g. 0=negative,1=positive,2=neutral")
-    encoding: str = option("auto", "text encoding of the input; auto tries UTF-8, then falls back to Latin-1")
-    hf_split: str | None = option(None, "split to read when the input is a saved DatasetDict")
-    max_chars: int = option(20_000, "texts longer than this are rejected as text_too_long")
-    limit: int | None = option(None, "process only the first N input rows")
+    text_column: str | None = option(None, "column with the text (default: the task's input column)", metavar="NAME")
+    id_column: str | None = option(None, "column with a stable row id (default: a hash of the text)", metavar="NAME")
+    label_column: str | None = option(None, "column with the gold label", metavar="NAME")
+    label_map: dict[str, str] = option({}, "raw gold label -> task label, e.g. 0=negative,1=positive")
+    encoding: str = option("auto", "text encoding; auto: a byte order mark, else UTF-8, else Latin-1", metavar="NAME")
+    hf_split: str | None = option(None, "split to read from a saved DatasetDict", metavar="NAME")
+    max_chars: int = option(20_000, "longer texts are rejected as text_too_long")
+    limit: int | None = option(None, "read only the first N rows")
 
     def source(self, path: str | Path, text_column: str, control_characters: str = "reject") -> Any:
         """The streamed reader of ``path`` with these options (``text_column`` when none is configured; the task's

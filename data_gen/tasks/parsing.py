@@ -12,6 +12,8 @@ from typing import Any
 
 import json_repair
 
+from data_gen.reasons import registered
+
 # Tags that reasoning models and our prompts use; the task's own tag is tried first.
 THINKING_TAGS = ("thinking", "think", "reasoning")
 
@@ -21,7 +23,7 @@ class RowRejected(Exception):
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+        self.reason = registered(reason)
         self.detail = detail
 
 

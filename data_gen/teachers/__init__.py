@@ -1,7 +1,7 @@
 """Teachers behind one interface: ``await teacher.complete(ChatRequest) -> Completion``.
 
 - ``openai``: any OpenAI-compatible endpoint (DeepSeek, OpenAI, ``vllm serve``, ``llamafactory-cli api``).
-- ``rules``: an embedded deterministic baseline that needs no network, key or model (see ``rules.py``).
+- ``rules``: an embedded deterministic baseline that needs no network, key or model (see ``rules/``).
 - ``local``: a Hugging Face model run in process with ``transformers``; also scores replies for logit
   distillation (see ``local.py``).
 """

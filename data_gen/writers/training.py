@@ -2,14 +2,15 @@
 ``dataset_info.json`` for LLaMA-Factory and a ``datasets:`` snippet for Axolotl.
 
 Each record is validated against the JSON Schema of its format (``data_gen/writers/schemas/``) before it is written,
-and every file is written to a temporary name and renamed, so a crash never leaves half a file.
+and every file is written through ``data_gen.writers.atomic``, so a crash never leaves half a file.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -18,10 +19,9 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
+from data_gen.writers.atomic import AtomicFiles, jsonl_line
+
 SCHEMAS_DIR = Path(__file__).parent / "schemas"
-_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 # ShareGPT role tags: LLaMA-Factory's defaults (human / gpt / system); Axolotl maps them with `roles:`.
 SHAREGPT_TAGS = {
     "role_tag": "from",
@@ -80,54 +80,68 @@ def kd_record(example: Example) -> dict[str, Any]:
     return {"id": example.id, "messages": example.messages(), **(example.kd or {})}
 
 
-FORMATS = {"sharegpt": sharegpt_record, "alpaca": alpaca_record, "kd": kd_record}
+@dataclass(frozen=True)
+class Format:
+    """A training file format, in one place: how an example becomes a record (checked against
+    ``schemas/<name>.schema.json``), how LLaMA-Factory's dataset_info.json reads the file (None: it cannot), and
+    how an Axolotl ``datasets:`` entry reads it. ``selectable``: named by ``--formats`` (KD rows come with
+    ``--kd-top-k``)."""
+
+    record: Callable[[Example], dict[str, Any]]
+    llamafactory: dict[str, Any] | None
+    axolotl: dict[str, Any]
+    selectable: bool = True
+
+
+FORMATS: dict[str, Format] = {
+    "sharegpt": Format(
+        sharegpt_record,
+        {"formatting": "sharegpt", "columns": {"messages": "conversations"}, "tags": SHAREGPT_TAGS},
+        {
+            "type": "chat_template",
+            "field_messages": "conversations",
+            "message_property_mappings": {"role": "from", "content": "value"},
+            "roles": {"system": ["system"], "user": ["human"], "assistant": ["gpt"]},
+            "roles_to_train": ["assistant"],
+        },
+    ),
+    "alpaca": Format(
+        alpaca_record,
+        {
+            "formatting": "alpaca",
+            "columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system"},
+        },
+        {"type": "alpaca"},
+    ),
+    "kd": Format(
+        kd_record,
+        None,  # LLaMA-Factory has no logit distillation
+        {
+            "type": "axolotl.integrations.kd.chat_template",
+            "field_messages": "messages",
+            "logprobs_field": "logprobs",
+            "temperature": 1.0,  # the log-probabilities are the teacher's at temperature 1
+        },
+        selectable=False,
+    ),
+}
+TRAINING_FORMATS = [name for name, fmt in FORMATS.items() if fmt.selectable]
 
 
 def dataset_info_entry(fmt: str, file_name: str) -> dict[str, Any]:
     """A LLaMA-Factory dataset_info.json entry whose columns and tags match what ``FORMATS[fmt]`` writes."""
-    if fmt == "sharegpt":
-        return {
-            "file_name": file_name,
-            "formatting": "sharegpt",
-            "columns": {"messages": "conversations"},
-            "tags": dict(SHAREGPT_TAGS),
-        }
-    if fmt == "alpaca":
-        return {
-            "file_name": file_name,
-            "formatting": "alpaca",
-            "columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system"},
-        }
-    raise ValueError(f"unknown format {fmt!r}")
+    reader = FORMATS[fmt].llamafactory
+    if reader is None:
+        raise ValueError(f"LLaMA-Factory cannot read the {fmt!r} format")
+    return {"file_name": file_name, **copy.deepcopy(reader)}
 
 
 def axolotl_dataset(fmt: str, path: str, split: str | None = None) -> dict[str, Any]:
-    """An Axolotl ``datasets:`` entry for one of our files (``type: chat_template`` for ShareGPT)."""
+    """An Axolotl ``datasets:`` entry for one of our files."""
     entry: dict[str, Any] = {"path": path, "ds_type": "json"}
     if split:
         entry["split"] = split
-    if fmt == "kd":
-        entry.update(
-            {
-                "type": "axolotl.integrations.kd.chat_template",
-                "field_messages": "messages",
-                "logprobs_field": "logprobs",
-                "temperature": 1.0,  # the log-probabilities are the teacher's at temperature 1
-            }
-        )
-    elif fmt == "sharegpt":
-        entry.update(
-            {
-                "type": "chat_template",
-                "field_messages": "conversations",
-                "message_property_mappings": {"role": "from", "content": "value"},
-                "roles": {"system": ["system"], "user": ["human"], "assistant": ["gpt"]},
-                "roles_to_train": ["assistant"],
-            }
-        )
-    else:
-        entry["type"] = "alpaca"
-    return entry
+    return {**entry, **copy.deepcopy(FORMATS[fmt].axolotl)}
 
 
 @cache
@@ -151,69 +165,6 @@ def ends(rows: Any) -> Any:
     return rows[:1] + rows[-1:] if isinstance(rows, list) and len(rows) > 2 else rows
 
 
-def atomic_write_text(path: Path, text: str, errors: str = "strict") -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over the target; ``errors`` as for
-    ``open`` ("backslashreplace" keeps a model's lone surrogate visible instead of failing)."""
-    with AtomicFiles(path.parent) as files:
-        files.open(path.name, errors).write(text)
-
-
-def jsonl_line(row: dict[str, Any]) -> str:
-    """One JSON line; characters that some readers take for line breaks (U+2028, U+2029, U+0085) are escaped, and
-    so is a lone surrogate (a model's broken output), which a UTF-8 file cannot hold."""
-    line = json.dumps(row, ensure_ascii=False).translate(_LINE_BREAKS)
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(row)
-    return line
-
-
-def atomic_write_json(path: Path, value: Any) -> None:
-    atomic_write_text(path, json.dumps(value, ensure_ascii=False, indent=2) + "\n")
-
-
-class AtomicFiles:
-    """Files written under temporary names and renamed into place together on success (fsync'd first); on an
-    error, or a crash, the temporary files are dropped and the previous files stay whole."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._open: dict[str, tuple[Any, str]] = {}
-
-    def open(self, name: str, errors: str = "strict") -> Any:
-        if name not in self._open:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.folder)
-            self._open[name] = (os.fdopen(fd, "w", encoding="utf-8", errors=errors), tmp)
-        return self._open[name][0]
-
-    def __enter__(self) -> AtomicFiles:
-        return self
-
-    def __exit__(self, kind: Any, *_: Any) -> None:
-        if kind is None:
-            self.commit()
-        else:
-            self.abort()
-
-    def commit(self) -> None:
-        for handle, _ in self._open.values():
-            handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
-        for name, (_, tmp) in self._open.items():
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-            os.replace(tmp, self.folder / name)
-        self._open.clear()
-
-    def abort(self) -> None:
-        for handle, tmp in self._open.values():
-            handle.close()
-            Path(tmp).unlink(missing_ok=True)
-        self._open.clear()
-
-
 class TrainingWriter:
     """Streams accepted examples into ``<format>_<split>.jsonl`` files, validating every record against its
     format's schema first; then writes ``dataset_info.json`` (LLaMA-Factory) and ``axolotl_<format>.yaml``."""
@@ -225,7 +176,7 @@ class TrainingWriter:
 
     def add(self, example: Example) -> str | None:
         """Write the example in every format; returns the validation errors instead when a record is invalid."""
-        records = {fmt: FORMATS[fmt](example) for fmt in self.formats}
+        records = {fmt: FORMATS[fmt].record(example) for fmt in self.formats}
         errors = [f"{fmt}: {err}" for fmt, record in records.items() if (err := record_errors(fmt, record))]
         if errors:
             return "; ".join(errors)
@@ -244,7 +195,7 @@ class TrainingWriter:
                 file_name = f"{fmt}_{split}.jsonl"
                 if file_name not in self.counts:
                     continue
-                if fmt != "kd":  # LLaMA-Factory has no logit distillation
+                if FORMATS[fmt].llamafactory is not None:
                     info[f"{name}_{fmt}_{split}"] = dataset_info_entry(fmt, file_name)
                 path = os.path.join(out_as_given, file_name)
                 if split == "train":

@@ -1,106 +1,21 @@
-"""The offline ``rules`` teacher: a deterministic, rule-based baseline. No network, no key, no model download.
-
-For ``finsight``-shaped tasks it reads a finance cue lexicon (``finance_lexicon.yaml``): metric + direction
-cues ("operating profit rose to X from Y", "cut costs"), polarity cues with negation and clause weighting,
-severity cues for risk, and cashtags / tickers / company names for entities. Its ``<thinking>`` block states
-which cues fired and why they matter. For free-text tasks (``qa``) it answers from a glossary
-(``qa_glossary.yaml``) and declines questions the glossary does not cover.
-
-It is a baseline that lets the whole pipeline run anywhere; a real teacher is an LLM behind ``--teacher openai``.
-Its measured accuracy is in the README and docs/benchmarks.md.
-"""
+"""Sentiment, risk and entities of a finance text from the lexicon's cues, with a ``<thinking>`` block that says
+which cues fired and why they matter (finsight-shaped tasks)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import yaml
-
-from data_gen.client.types import ChatRequest, Completion, Usage
 from data_gen.errors import ConfigError
 from data_gen.tasks.task import Task
-
-HERE = Path(__file__).parent
-LEXICON_PATH = HERE / "finance_lexicon.yaml"
-GLOSSARY_PATH = HERE / "qa_glossary.yaml"
-NEGATION_WINDOW_WORDS = 3
-NUMBER = r"[-+]?\d[\d,]*(?:\.\d+)?"
-UNIT = r"(?:\s*(?:%|pct|percent|mn|mln|m|million|bn|billion|b|thousand|k|cents?|bp|basis points)\b)?"
-SUBJECT_VERBS = (
-    r"said|says|reported|reports|posted|posts|announced|announces|will|has|have|had|is|was|are|were|"
-    r"plans|expects|agreed|signed|won|wins|raised|raises|cut|cuts|lowered|shares|stock|sees|saw|"
-    r"completed|launched|opened|closed|acquired|sold|bought|received|delivered|rose|fell|gained|jumped"
+from data_gen.teachers.rules.entities import entity_sentiment, find_entities
+from data_gen.teachers.rules.lexicon import (
+    MONEY,
+    NEGATION_WINDOW_WORDS,
+    Cue,
+    Lexicon,
+    amount,
 )
-MONEY = rf"(?:(?:eur|usd|gbp|sek|nok|dkk|jpy|chf|cad|aud|[$€£¥])\s*)?({NUMBER}){UNIT}"
-SCALE = {
-    "k": 1e3,
-    "thousand": 1e3,
-    "m": 1e6,
-    "mn": 1e6,
-    "mln": 1e6,
-    "million": 1e6,
-    "b": 1e9,
-    "bn": 1e9,
-    "billion": 1e9,
-}
-
-
-def _phrase_regex(phrases: list[str]) -> re.Pattern[str]:
-    """One regex matching any phrase on word boundaries, longest first."""
-    ordered = sorted({p.lower() for p in phrases}, key=len, reverse=True)
-    return re.compile(r"(?<![\w$])(" + "|".join(re.escape(p) for p in ordered) + r")(?![\w])")
-
-
-def _amount(match: re.Match[str]) -> float:
-    """The value of a MONEY match, scaled by its unit (EUR 1.2 bn > EUR 900 mn)."""
-    number = float(match.group(1).replace(",", ""))
-    unit = re.search(r"[a-z]+\s*$", match.group(0).lower())
-    return number * SCALE.get(unit.group(0).strip(), 1.0) if unit else number
-
-
-@dataclass
-class Cue:
-    start: int
-    end: int
-    phrase: str
-    polarity: int  # +1 good for investors, -1 bad
-    weight: float
-    note: str
-
-
-class Lexicon:
-    """The compiled cue lexicon."""
-
-    def __init__(self, path: Path = LEXICON_PATH) -> None:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        self.negators = _phrase_regex(data["negators"])
-        self.main_markers = _phrase_regex(data["main_clause_markers"])
-        self.concession_markers = _phrase_regex(data["concession_markers"])
-        self.direction_of = {w: d for d, words in data["directions"].items() for w in words}
-        self.directions = _phrase_regex(list(self.direction_of))
-        self.metric_of: dict[str, str] = {}
-        self.metrics: dict[str, dict[str, Any]] = data["metrics"]
-        for name, spec in self.metrics.items():
-            for word in spec["words"]:
-                self.metric_of.setdefault(word, name)
-        self.metric_words = _phrase_regex(list(self.metric_of))
-        strong, weak = set(data["strong"]), set(data["weak"])
-
-        def weight(word: str) -> float:
-            return 2.0 if word in strong else 0.5 if word in weak else 1.0
-
-        self.polarity_of = {w: (1, weight(w)) for w in data["positive"]}
-        self.polarity_of.update({w: (-1, weight(w)) for w in data["negative"]})
-        self.polarity = _phrase_regex(list(self.polarity_of))
-        self.risk_high = _phrase_regex(data["risk"]["high"])
-        self.risk_medium = _phrase_regex(data["risk"]["medium"])
-        self.suffixes = {s.lower() for s in data["company_suffixes"]}
-        self.not_entities = {s.lower() for s in data["not_entities"]}
 
 
 class FinsightRules:
@@ -275,11 +190,11 @@ class FinsightRules:
         m = re.search(rf"to\s+{MONEY}\s*,?\s*(?:up|down)?\s*from\s+{MONEY}", fragment)
         if m:
             new, old = re.finditer(MONEY, m.group(0))
-            return _describe_change(_amount(old), _amount(new))
+            return _describe_change(amount(old), amount(new))
         m = re.search(rf"from\s+{MONEY}\s+to\s+{MONEY}", fragment)
         if m:
             old, new = re.finditer(MONEY, m.group(0))
-            return _describe_change(_amount(old), _amount(new))
+            return _describe_change(amount(old), amount(new))
         return None
 
     def numeric_cues(
@@ -301,7 +216,7 @@ class FinsightRules:
                     continue
                 s, _, word = before[-1]
                 amounts = list(re.finditer(MONEY, m.group(0)))
-                new, old = _amount(amounts[0]), _amount(amounts[-1])
+                new, old = amount(amounts[0]), amount(amounts[-1])
                 if new == old:
                     continue
                 direction = "up" if new > old else "down"
@@ -362,66 +277,14 @@ class FinsightRules:
 
     # ---------------- entities ----------------
     def entities(self, text: str) -> list[str]:
-        """Cashtags, names before a ticker or a possessive, names ending in a company suffix, and other proper
-        nouns that are not common sentence openers, places, months or units."""
-        found: list[str] = []
-        for m in re.finditer(r"(?<![\w$])\$[A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?\b", text):
-            found.append(m.group(0).upper())
-        token = r"[A-ZÀ-ÖØ-ÞĀ-Ž][\w&.'’\-]*|[A-Z0-9]{2,}\b"
-        run = re.compile(rf"(?:{token})(?:\s+(?:&\s+)?(?:(?:de|of|du|la|von|van)\s+)?(?:{token}))*")
-        for m in run.finditer(text):
-            if re.search(r"(?:\(\s*[A-Za-z]+\s*:|<|\$)\s*$", text[: m.start()]) or m.group(0)[0].isdigit():
-                continue  # a ticker after "(NASDAQ:", a Reuters code "<SIE.DE>", a cashtag, or a number
-            words = m.group(0).split()
-            while words and words[0].lower().strip(".,'’") in self.lex.not_entities:
-                words.pop(0)
-            while words and words[-1].lower().strip(".,'’") in {"shares", "stock", "stocks", "price", "said"}:
-                words.pop()
-            if not words:
-                continue
-            name = re.sub(r"(?:'s|’s|')$", "", " ".join(words)).strip(" .,'’")
-            if len(name) < 2 or name.lower() in self.lex.not_entities or re.fullmatch(r"[\d.,%]+", name):
-                continue
-            if len(words) > 6:  # a run of capitalised words that long is a title, not a name
-                continue
-            following = text[m.end() : m.end() + 16]
-            at_start = text[: m.start()].strip() == "" and not re.match(rf"\s+(?:{SUBJECT_VERBS})\b", following)
-            strong = (
-                words[-1].lower().strip(".,") in self.lex.suffixes
-                or re.match(
-                    r"\s*(?:'s|’s|\s's|\(\s*(?:nasdaq|nyse|lse|omx|otc|tsx|asx|xetra)?\s*:?\s*[A-Z]|<|\$[A-Z])",
-                    following,
-                    re.I,
-                )
-                or re.search(r"(?:'s|’s)$", m.group(0))
-            )
-            keep = strong or not at_start or len(words) < len(m.group(0).split())
-            if keep and not any(name.lower() == f.lower() for f in found):
-                found.append(name)
-        return found[:10]
-
-    def entity_sentiment(self, text: str, name: str, weighted: list[tuple[Cue, float]], overall: str) -> str:
-        """The sentiment of the clause that names the entity, when its cues point one way; else the overall one."""
-        low = text.lower()
-        at = low.find(name.lower())
-        if at < 0:
-            return overall
-        bounds = [0] + [m.end() for m in re.finditer(r";|\bbut\b|\bwhile\b|\bwhereas\b|\bafter\b", low)] + [len(low)]
-        start = max(b for b in bounds if b <= at)
-        end = min((b for b in bounds if b > at), default=len(low))
-        score = sum(w for c, w in weighted if start <= c.start < end)
-        if score >= 1.0:
-            return "positive"
-        if score <= -1.0:
-            return "negative"
-        return overall
+        return find_entities(self.lex, text)
 
     # ---------------- the reply ----------------
     def reply(self, text: str) -> str:
         label, score, weighted = self.sentiment(text)
         risk, risk_reason = self.risk(text, label)
         names = self.entities(text)
-        entities = [{"name": n, "sentiment": self.entity_sentiment(text, n, weighted, label)} for n in names]
+        entities = [{"name": n, "sentiment": entity_sentiment(text, n, weighted, label)} for n in names]
         lines = [
             f"The text is about {', '.join(names)}."
             if names
@@ -451,72 +314,3 @@ def _describe_change(old: float, new: float) -> str:
     if old == 0:
         return f"from {old:g} to {new:g}"
     return f"from {old:,.4g} to {new:,.4g}, {100 * (new - old) / abs(old):+.0f}%"
-
-
-class GlossaryQA:
-    """Answers a question from the glossary entry whose term (or alias) it mentions; declines otherwise."""
-
-    def __init__(self, task: Task, path: Path = GLOSSARY_PATH) -> None:
-        self.task = task
-        self.entries = yaml.safe_load(path.read_text(encoding="utf-8"))
-        self.entry_of: dict[str, dict[str, Any]] = {}
-        for entry in self.entries:
-            for name in [entry["term"], *entry.get("aliases", [])]:
-                self.entry_of.setdefault(name.lower(), entry)
-        self.pattern = _phrase_regex(list(self.entry_of))
-
-    def reply(self, question: str) -> str:
-        low = question.lower()
-        matched: list[tuple[str, dict[str, Any]]] = []
-        for m in self.pattern.finditer(low):
-            entry = self.entry_of[m.group(0)]
-            if all(entry is not e for _, e in matched):
-                matched.append((m.group(0), entry))
-        tag = self.task.thinking_tag
-        if not matched:
-            thinking = "No term from the glossary appears in the question, so I cannot answer it reliably."
-            return f"<{tag}>\n{thinking}\n</{tag}>\nI don't know."
-        comparing = len(matched) > 1 and re.search(r"\b(difference|differ|compare|comparison|versus|vs)\b", low)
-        if comparing:
-            chosen = matched[:2]
-            answer = "\n\n".join(f"{e['term'][0].upper() + e['term'][1:]}: {e['answer'].strip()}" for _, e in chosen)
-        else:
-            chosen = [max(matched, key=lambda me: len(me[0]))]  # the most specific term
-            answer = chosen[0][1]["answer"].strip()
-        found = ", ".join(f"'{e['term']}' (matched '{w}')" for w, e in chosen)
-        thinking = f"The question is about {found}. " + (
-            "It asks for a comparison, so I explain both terms."
-            if comparing
-            else "I answer with the glossary's explanation of that term."
-        )
-        return f"<{tag}>\n{thinking}\n</{tag}>\n{answer}"
-
-
-class RulesTeacher:
-    """The offline teacher: same interface as ChatClient, answers computed locally from the input text."""
-
-    kind = "rules"
-    endpoint = "rules://local"
-    cacheable = False  # free and instant: storing its replies would only cost time
-    reaskable = False  # deterministic: the same question gets the same answer
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-        if task.answer_kind == "text":
-            self.engine: Any = GlossaryQA(task)
-            files = [GLOSSARY_PATH]
-        else:
-            self.engine = FinsightRules(task)
-            files = [LEXICON_PATH]
-        digest = hashlib.sha256(b"".join(p.read_bytes() for p in files) + Path(__file__).read_bytes())
-        self.model = f"rules-{digest.hexdigest()[:8]}"  # changes whenever the rules change
-
-    async def check(self) -> None:
-        return None
-
-    async def complete(self, request: ChatRequest, refresh: bool = False) -> Completion:
-        text = request.text if request.text is not None else request.messages[-1]["content"]
-        return Completion(text=self.engine.reply(text), finish_reason="stop", usage=Usage(), model=self.model)
-
-    async def close(self) -> None:
-        return None
