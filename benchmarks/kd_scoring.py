@@ -23,12 +23,12 @@ import tempfile
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from benchmarks.distill_throughput import run_client, write_rows
 from eval.backends import free_port
+from tests.http_stub import JSONHandler, LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,30 +42,18 @@ def serve(port: int, tokenizer_path: str, latency: float, top_k: int) -> None:
     stats = {"completions": 0, "bytes": 0, "tokens": 0}
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def send(self, payload: bytes) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
+    class Handler(JSONHandler):
         def do_GET(self) -> None:
             if self.path == "/stats":
-                self.send(json.dumps(stats).encode())
+                self.send_json(200, stats)
             else:
-                self.send(json.dumps({"object": "list", "data": [{"id": "teacher", "object": "model"}]}).encode())
+                self.send_json(200, {"object": "list", "data": [{"id": "teacher", "object": "model"}]})
 
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            body = self.read_json()
             if self.path == "/tokenize":
                 ids = tokenizer.apply_chat_template(body["messages"], add_generation_prompt=False, return_dict=True)
-                self.send(json.dumps({"count": len(ids["input_ids"]), "tokens": ids["input_ids"]}).encode())
+                self.send_json(200, {"count": len(ids["input_ids"]), "tokens": ids["input_ids"]})
                 return
             time.sleep(latency)
             ids = body["prompt"]
@@ -79,10 +67,9 @@ def serve(port: int, tokenizer_path: str, latency: float, top_k: int) -> None:
                 stats["completions"] += 1
                 stats["bytes"] += len(payload)
                 stats["tokens"] += len(ids)
-            self.send(payload)
+            self.send_json(200, payload)
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.request_queue_size = 1024
+    server = LoopbackServer(port, Handler)
     print("ready", flush=True)
     server.serve_forever()
 

@@ -15,14 +15,15 @@ import contextlib
 import json
 import os
 import socket
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from tests.http_stub import JSONHandler, LoopbackServer
 
 
 @dataclass
@@ -55,18 +56,6 @@ Script = Callable[[dict[str, Any], int], Reply]  # (request body, how many times
 def always_valid(body: dict[str, Any], count: int) -> Reply:
     """The default script: a well-formed finsight answer to every request."""
     return answer(finsight_reply())
-
-
-class _Server(ThreadingHTTPServer):
-    # the listen backlog is set when the socket is bound, in the constructor: a class attribute, not an
-    # assignment afterwards (the default of 5 drops SYNs when 64 clients connect at once: 1 s retransmits)
-    request_queue_size = 1024
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (a timeout in a test) is not an error worth a traceback."""
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
 
 
 class FakeOpenAI:
@@ -115,28 +104,13 @@ class FakeOpenAI:
     def __enter__(self) -> FakeOpenAI:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args: Any) -> None:  # keep test output quiet
-                return
-
-            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(JSONHandler):
             def _authorized(self) -> bool:
                 header = self.headers.get("Authorization")
                 with fake._lock:
                     fake.auth_headers.append(header)
                 if fake.api_key and header != f"Bearer {fake.api_key}":
-                    self._send(401, json.dumps({"error": {"message": "Invalid API key"}}).encode())
+                    self.send_json(401, json.dumps({"error": {"message": "Invalid API key"}}).encode())
                     return False
                 return True
 
@@ -145,13 +119,12 @@ class FakeOpenAI:
                     return
                 if self.path.rstrip("/").endswith("/models") and fake.models is not None:
                     listed = [{"id": name, "object": "model"} for name in fake.models]
-                    self._send(200, json.dumps({"object": "list", "data": listed}).encode())
+                    self.send_json(200, json.dumps({"object": "list", "data": listed}).encode())
                 else:
-                    self._send(404, b'{"error": {"message": "not found"}}')
+                    self.send_json(404, b'{"error": {"message": "not found"}}')
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                body = self.read_json()
                 if not self._authorized():
                     return
                 key = json.dumps(body, sort_keys=True)
@@ -168,11 +141,11 @@ class FakeOpenAI:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 if reply.raw is not None:
-                    self._send(reply.status, reply.raw, reply.headers)
+                    self.send_json(reply.status, reply.raw, reply.headers)
                     return
                 if reply.status != 200:
                     message = reply.error or f"scripted error {reply.status}"
-                    self._send(reply.status, json.dumps({"error": {"message": message}}).encode(), reply.headers)
+                    self.send_json(reply.status, json.dumps({"error": {"message": message}}).encode(), reply.headers)
                     return
                 message: dict[str, Any] = {"role": "assistant", "content": reply.content}
                 if reply.reasoning is not None:
@@ -207,9 +180,9 @@ class FakeOpenAI:
                     ],
                     "usage": usage,
                 }
-                self._send(200, json.dumps(completion).encode(), reply.headers)
+                self.send_json(200, json.dumps(completion).encode(), reply.headers)
 
-        self._server = _Server(("127.0.0.1", self.port), Handler)
+        self._server = LoopbackServer(self.port, Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self

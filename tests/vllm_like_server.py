@@ -15,10 +15,10 @@ GET /stats counts the completion requests.
 from __future__ import annotations
 
 import argparse
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.http_stub import JSONHandler, LoopbackServer
 
 
 class State:
@@ -95,41 +95,30 @@ def error(message: str) -> dict[str, Any]:
 
 
 def serve(state: State, port: int) -> None:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def send(self, status: int, data: dict[str, Any]) -> None:
-            payload = json.dumps(data).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
+    class Handler(JSONHandler):
         def do_GET(self) -> None:
             if self.path == "/v1/models":
-                self.send(200, {"object": "list", "data": [{"id": state.name, "object": "model"}]})
+                self.send_json(200, {"object": "list", "data": [{"id": state.name, "object": "model"}]})
             elif self.path == "/stats":
-                self.send(200, {"completions": state.completions})
+                self.send_json(200, {"completions": state.completions})
             else:
-                self.send(404, error("Not Found"))
+                self.send_json(404, error("Not Found"))
 
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            body = self.read_json()
             if body.get("model") not in (None, state.name) and self.path != "/configure":
-                self.send(404, error(f"The model `{body['model']}` does not exist."))  # as vLLM answers
+                self.send_json(404, error(f"The model `{body['model']}` does not exist."))  # as vLLM answers
             elif self.path == "/tokenize":
-                self.send(200, state.tokenize(body))
+                self.send_json(200, state.tokenize(body))
             elif self.path == "/v1/completions":
-                self.send(*state.complete(body))
+                self.send_json(*state.complete(body))
             elif self.path == "/configure":
                 state.options.update(body)
-                self.send(200, state.options)
+                self.send_json(200, state.options)
             else:
-                self.send(404, error("Not Found"))
+                self.send_json(404, error("Not Found"))
 
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    LoopbackServer(port, Handler).serve_forever()
 
 
 def main() -> None:
