@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_BUDGET
-        if "counts" in manifest:
-            for line in summary_lines(manifest, config.out or ""):
-                print(line)
+        lines = summary_lines(manifest, config.out or "") if "counts" in manifest else manifest.get("lines", [])
+        for line in lines:  # the library returns what to say (a dry run's plan, batch files); the CLI says it
+            print(line)
         return 0
 
     return run_cli(work, stored="stored teacher responses are kept")

@@ -80,7 +80,8 @@ async def distill(config: DistillConfig, argv: list[str] | None = None) -> dict[
 async def _dry_run(
     config: DistillConfig, task: Task, teacher: Any, price: Price | None, cache: ResponseCache | None
 ) -> dict[str, Any]:
-    """Read the input and print what the run would send and cost; nothing is sent or written."""
+    """Read the input and plan what the run would send and cost (``lines``, for the CLI to print); nothing is sent
+    or written."""
     with tempfile.TemporaryDirectory(prefix="fin-distill-") as scratch:
         work = Workspace(Path(scratch) / ".work.sqlite")
         try:
@@ -88,8 +89,7 @@ async def _dry_run(
             est = estimate(config, task, teacher, price, cache, work, prepared)
         finally:
             work.close()
-    print(format_estimate(est, config, teacher))
-    return {"dry_run": est}
+    return {"dry_run": est, "lines": format_estimate(est, config, teacher).splitlines()}
 
 
 async def _distill_into(
@@ -195,29 +195,28 @@ def _ingest(config: DistillConfig, cache: ResponseCache | None, price: Price | N
     if missing:
         raise InputError(f"batch output file(s) not found: {', '.join(missing)}")
     report = ingest(paths, cache, price)
-    for line in report.lines_of_text():
-        print(line)
-    return {"batch_ingest": report.__dict__ | {"failed": dict(report.failed)}}
+    return {"batch_ingest": report.__dict__ | {"failed": dict(report.failed)}, "lines": list(report.lines_of_text())}
 
 
 def _batch_summary(stats: Stats, writer: BatchWriter, out: Path) -> dict[str, Any]:
     files = [str(p) for p in writer.files]
-    print(
+    lines = [
         f"{stats.asked:,} rows asked: {stats.accepted:,} answered from the cache, {stats.pending:,} wait for "
         f"{writer.lines:,} requests written to {len(files)} batch file(s) in {out / 'batch'}"
-    )
+    ]
     if files:
-        print(
+        lines.append(
             "submit them to the OpenAI Batch API (or run `vllm run-batch -i FILE -o RESULTS --model M` for each),"
             " then store the results with --batch-ingest RESULTS... and run the same command again"
         )
     return {
+        "lines": lines,
         "batch_write": {
             "files": files,
             "requests": writer.lines,
             "rows_waiting": stats.pending,
             "rows_answered": stats.accepted,
-        }
+        },
     }
 
 
