@@ -38,11 +38,13 @@ fi
 if command -v uv >/dev/null 2>&1; then
   UV="uv"
 else
-  if [ ! -x .venvs/tools/bin/uv ]; then
-    echo "installing uv $UV_VERSION into .venvs/tools"
-    "$PYTHON" -m venv .venvs/tools
-    .venvs/tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
-  fi
+  mkdir -p .venvs
+  # one installer at a time: two setups started together (make -j, two shells) must not both write this copy
+  flock .venvs/.tools.lock sh -c '
+    [ -x .venvs/tools/bin/uv ] && exit 0
+    echo "installing uv $1 into .venvs/tools"
+    "$2" -m venv .venvs/tools
+    .venvs/tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$1"' sh "$UV_VERSION" "$PYTHON"
   UV=".venvs/tools/bin/uv"
 fi
 
