@@ -105,6 +105,7 @@ def load_eval_set(config: EvalConfig, task: Task) -> EvalSet:
                 continue
         evalset.items.append(Item(record.id, record.text, record.row, gold))
     evalset.rows_read = source.report.rows
+    evalset.not_selected += source.report.outside_sample
     evalset.notes = list(source.report.notes)
     if unknown:
         shown = ", ".join(f"{value} ({n} rows)" for value, n in unknown.most_common(6))

@@ -219,3 +219,12 @@ def test_bad_rows_are_accounted_for(distill, tmp_path: Path) -> None:
     rejects = run.jsonl("rejects.jsonl")
     assert [r["row"] for r in rejects] == [2, 3, 4, 5]
     assert all(r["detail"] for r in rejects)
+
+
+def test_a_sampled_run_accounts_for_the_rows_it_left_out(distill) -> None:
+    run = distill(*news_args("--sample", "0.5"))
+    assert run.code == 0, run.err
+    counts, facts = run.manifest["counts"], run.manifest["input"]
+    assert 100 < counts["input"] < 200 and counts["input"] + facts["outside_sample"] == 300
+    assert counts["accepted"] + counts["rejected"] == counts["input"]
+    assert f"--sample 0.5: {facts['outside_sample']} rows of the file left out" in run.out

@@ -11,6 +11,7 @@ import pytest
 from data_gen.errors import InputError
 from data_gen.sources.readers import read_source
 from data_gen.sources.records import text_id
+from data_gen.sources.splits import assign_split
 
 ROWS = [
     {"id": "a1", "text": "Acme Corp's net sales rose 12% to EUR 40 mn.", "label": "positive"},
@@ -184,3 +185,26 @@ def test_limit_and_empty_file(tmp_path: Path) -> None:
     empty.write_text("")
     with pytest.raises(InputError, match="empty"):
         read_source(empty, text_column="text")
+
+
+def test_a_sample_is_stable_spread_over_a_sorted_file_and_independent_of_its_order(tmp_path: Path) -> None:
+    labels = ["negative", "neutral", "positive"]
+    rows = [{"id": f"r{i}", "text": f"Row {i}, sorted by label.", "label": labels[i // 1000]} for i in range(3000)]
+    sorted_file = write_table(tmp_path / "sorted.csv", rows, "csv")
+    shuffled_file = write_table(tmp_path / "shuffled.jsonl", rows[::-1][1::2] + rows[::-1][::2], "jsonl")
+    taken = read_source(sorted_file, text_column="text", id_column="id", label_column="label", sample=0.1)
+    ids = {r.id for r in taken.records}
+    assert 240 <= len(ids) <= 360 and taken.rows == len(ids)
+    assert taken.rows + taken.outside_sample == 3000  # every row of the file is taken or left out, none lost
+    per_label = {label: sum(r.label == label for r in taken.records) for label in labels}
+    assert all(70 <= n <= 130 for n in per_label.values()), per_label  # --limit 300 would take one label only
+    again = read_source(shuffled_file, text_column="text", id_column="id", sample=0.1)
+    assert {r.id for r in again.records} == ids  # by id, not by position
+    assert ids < {r.id for r in read_source(sorted_file, text_column="text", id_column="id", sample=0.2).records}
+    first = read_source(sorted_file, text_column="text", id_column="id", sample=0.1, limit=50).records
+    assert [r.id for r in first] == [r.id for r in taken.records[:50]]  # --limit counts rows of the sample
+    fractions = {"train": 0.8, "validation": 0.1, "test": 0.1}
+    test_share = sum(assign_split(i, fractions) == "test" for i in ids) / len(ids)
+    assert 0.05 <= test_share <= 0.15  # the sample's hash is not the split's: a sample keeps every split
+    with pytest.raises(InputError, match="--sample must be a fraction"):
+        read_source(sorted_file, text_column="text", sample=1.5)

@@ -10,6 +10,7 @@ from data_gen.client.tokens import TokenCounter
 from data_gen.client.types import Usage, request_key
 from data_gen.run.config import kd_server
 from data_gen.run.ladder import Distiller
+from data_gen.run.report import sampled
 
 if TYPE_CHECKING:
     from data_gen.client.cache import ResponseCache
@@ -50,6 +51,8 @@ def estimate(
     worst = Usage(counted * (asks + 1), to_send * limit * (asks + 2))
     result: dict[str, Any] = {
         "rows": prepared.source.rows,
+        "sample": config.sample,
+        "outside_sample": prepared.source.outside_sample,
         "rejected_before_asking": prepared.input_rejected,
         "rejected_by_reason": dict(work.reject_counts().most_common()),
         "requests": to_send,
@@ -78,7 +81,7 @@ def format_estimate(est: dict[str, Any], config: DistillConfig, teacher: Any) ->
     return "\n".join(
         [
             f"dry run: task {config.task}, teacher {teacher.kind} {teacher.model} @ {teacher.endpoint}",
-            f"  input rows               {est['rows']:,}",
+            f"  input rows               {est['rows']:,}" + sampled(est),
             f"  rejected before asking   {est['rejected_before_asking']:,}" + (f" ({reasons})" if reasons else ""),
             f"  requests to send         {est['requests']:,} ({est['already_cached']:,} already cached)",
             f"  prompt tokens (est.)     {est['prompt_tokens']:,}  (characters / {CHARS_PER_TOKEN:g})",

@@ -118,6 +118,8 @@ def build_manifest(
             "encoding": prepared.source.encoding,
             "text_column": prepared.text_column,
             "label_column": config.label_column,
+            "sample": config.sample,
+            "outside_sample": prepared.source.outside_sample,
             "notes": prepared.source.notes,
         },
         "counts": counts,
@@ -222,7 +224,8 @@ def write_card(out: Path, manifest: dict[str, Any]) -> None:
         "",
         "## Counts",
         "",
-        f"{counts['input']:,} input rows: {counts['accepted']:,} accepted, {counts['rejected']:,} rejected.",
+        f"{counts['input']:,} input rows: {counts['accepted']:,} accepted, {counts['rejected']:,} rejected."
+        + sampled(manifest["input"]),
         "",
         "| split | examples |",
         "|---|---|",
@@ -263,6 +266,13 @@ def write_card(out: Path, manifest: dict[str, Any]) -> None:
     atomic_write_json(out / "manifest.json", manifest)
 
 
+def sampled(facts: dict[str, Any]) -> str:
+    """`` (--sample F: N rows of the file left out)`` for a sampled input, else nothing."""
+    if facts.get("sample") is None:
+        return ""
+    return f" (--sample {facts['sample']:g}: {facts['outside_sample']:,} rows of the file left out)"
+
+
 def summary_lines(manifest: dict[str, Any], out: str) -> list[str]:
     counts = manifest["counts"]
     reasons = ", ".join(f"{k} {v}" for k, v in counts["rejected_by_reason"].items()) or "none"
@@ -273,7 +283,7 @@ def summary_lines(manifest: dict[str, Any], out: str) -> list[str]:
     lines = [
         f"{counts['input']:,} rows: {counts['accepted']:,} accepted "
         f"({', '.join(f'{k} {v}' for k, v in counts['accepted_by_split'].items())}), "
-        f"{counts['rejected']:,} rejected ({reasons})",
+        f"{counts['rejected']:,} rejected ({reasons})" + sampled(manifest["input"]),
         f"teacher: {requests['sent']:,} answers received"
         + (f" in {requests['http_calls']:,} HTTP calls" if requests["http_calls"] else "")
         + (f" ({failed:,} failed or unanswered)" if failed else "")

@@ -29,7 +29,10 @@ class SourceOptions:
     encoding: str = option("auto", "text encoding; auto: a byte order mark, else UTF-8, else Latin-1", metavar="NAME")
     hf_split: str | None = option(None, "split to read from a saved DatasetDict", metavar="NAME")
     max_chars: int = option(20_000, "longer texts are rejected as text_too_long")
-    limit: int | None = option(None, "read only the first N rows")
+    sample: float | None = option(
+        None, "take a stable fraction F of the rows, spread over the file (by a hash of the row id)", metavar="F"
+    )
+    limit: int | None = option(None, "read only the first N rows (of the sample, with --sample)")
 
     def source(self, path: str | Path, text_column: str, control_characters: str = "reject") -> Any:
         """The streamed reader of ``path`` with these options (``text_column`` when none is configured; the task's
@@ -44,5 +47,6 @@ class SourceOptions:
             self.hf_split,
             self.max_chars,
             self.limit,
+            self.sample,
             control_characters=control_characters,
         )

@@ -24,6 +24,7 @@ from typing import Any
 
 from data_gen.errors import InputError
 from data_gen.sources.records import Record, Rejected, SourceReport, duplicate, text_id
+from data_gen.sources.splits import in_sample
 from data_gen.sources.text import (
     check_encoding,
     decode_errors,
@@ -84,6 +85,7 @@ class Source:
         hf_split: str | None = None,
         max_chars: int = 20_000,
         limit: int | None = None,
+        sample: float | None = None,
         extra_columns: tuple[str, ...] = (),
         control_characters: str = "reject",
         allow_empty: bool = False,
@@ -99,6 +101,9 @@ class Source:
             raise InputError(f"unknown --input-format {self.format!r}")
         self.text_column, self.id_column, self.label_column = text_column, id_column, label_column
         self.encoding, self.hf_split, self.max_chars, self.limit = encoding, hf_split, max_chars, limit
+        if sample is not None and not 0 < sample <= 1:
+            raise InputError(f"--sample must be a fraction in (0, 1], got {sample}")
+        self.sample = sample
         self.report = SourceReport(format=self.format)
 
     def __iter__(self) -> Iterator[Record | Rejected]:
@@ -117,42 +122,45 @@ class Source:
         for row, values in rows:
             if self.limit is not None and report.rows >= self.limit:
                 break
+            item = values if isinstance(values, Rejected) else self._item(row, values, text_key, label_key)
+            if self.sample is not None and not in_sample(item.id or f"row {row}", self.sample):
+                report.outside_sample += 1
+                continue
             report.rows += 1
-            if isinstance(values, Rejected):
-                yield values
-                continue
-            used = {
-                text_key: values.get(text_key),
-                self.id_column: values.get(self.id_column or ""),
-                label_key: values.get(label_key or ""),
-                **{c: values.get(c) for c in self.extra_columns},
-            }
-            problem = next((p for name, value in used.items() if name and isinstance(value, str)
-                            and (p := text_problem(name, value, self.control_characters, row))), None)  # fmt: skip
-            if problem is not None:  # before the text is hashed, stored or printed: none of them can take it
-                yield Rejected(row, *problem)
-                continue
-            raw_text = values.get(text_key)
-            text = "" if raw_text is None or (isinstance(raw_text, float) and raw_text != raw_text) else str(raw_text)
-            text = text.strip()
-            given = values.get(self.id_column) if self.id_column else None
-            rid = str(given).strip() if given not in (None, "") else (text_id(text) if text else None)
-            if not text:
-                yield Rejected(row, "empty_text", f"row {row}: the {text_key!r} field is empty", rid)
-            elif len(text) > self.max_chars:
-                detail = f"row {row}: {len(text):,} characters (limit --max-chars {self.max_chars:,})"
-                yield Rejected(row, "text_too_long", detail, rid)
-            else:
-                yield Record(
-                    id=rid,
-                    text=text,
-                    row=row,
-                    label=values.get(label_key) if label_key else None,
-                    extra={c: values.get(c) for c in self.extra_columns} if self.extra_columns else None,
-                )
+            yield item
         self._check_columns(final=True)
         if report.rows == 0 and not self.allow_empty:
             raise InputError(f"{self.path}: no rows (the file is empty, or holds only a header or blank lines)")
+
+    def _item(self, row: int, values: dict[str, Any], text_key: str, label_key: str | None) -> Record | Rejected:
+        """One row's values as a Record, or its rejection (checked text, a stable id, the length limit)."""
+        used = {
+            text_key: values.get(text_key),
+            self.id_column: values.get(self.id_column or ""),
+            label_key: values.get(label_key or ""),
+            **{c: values.get(c) for c in self.extra_columns},
+        }
+        problem = next((p for name, value in used.items() if name and isinstance(value, str)
+                        and (p := text_problem(name, value, self.control_characters, row))), None)  # fmt: skip
+        if problem is not None:  # before the text is hashed, stored or printed: none of them can take it
+            return Rejected(row, *problem)
+        raw_text = values.get(text_key)
+        text = "" if raw_text is None or (isinstance(raw_text, float) and raw_text != raw_text) else str(raw_text)
+        text = text.strip()
+        given = values.get(self.id_column) if self.id_column else None
+        rid = str(given).strip() if given not in (None, "") else (text_id(text) if text else None)
+        if not text:
+            return Rejected(row, "empty_text", f"row {row}: the {text_key!r} field is empty", rid)
+        if len(text) > self.max_chars:
+            detail = f"row {row}: {len(text):,} characters (limit --max-chars {self.max_chars:,})"
+            return Rejected(row, "text_too_long", detail, rid)
+        return Record(
+            id=rid,
+            text=text,
+            row=row,
+            label=values.get(label_key) if label_key else None,
+            extra={c: values.get(c) for c in self.extra_columns} if self.extra_columns else None,
+        )
 
     def _check_columns(self, final: bool = False) -> None:
         """A mapped column that the file does not have is an error that lists the columns it does have."""
@@ -216,7 +224,7 @@ class Source:
             for values in chunk.to_dict(orient="records"):
                 row += 1
                 yield row, {str(k): v for k, v in values.items()}
-            if self.limit is not None and row >= self.limit:
+            if self.limit is not None and self.sample is None and row >= self.limit:
                 return
 
     def _chunks(self, encoding: str) -> Iterator[Any]:

@@ -43,7 +43,8 @@ class SourceReport:
     format: str = ""
     encoding: str | None = None
     columns: list[str] = field(default_factory=list)
-    rows: int = 0
+    rows: int = 0  # rows taken (inside the sample, up to the limit): each ends accepted or rejected
+    outside_sample: int = 0  # rows that --sample left out (read, never asked)
     notes: list[str] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
