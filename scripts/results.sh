@@ -1,7 +1,8 @@
 #!/bin/sh
 # Real-data results (docs/results.md) with the real SmolLM2-135M-Instruct student on the CPU.
 #   sh scripts/results.sh [fpb] [tfns] [teacher]          (default: all three)
-# fpb, tfns: distil Financial PhraseBank AllAgree (all of it) or TFNS train (its first $TFNS_ROWS rows) with the
+# fpb, tfns: distil Financial PhraseBank AllAgree (all of it) or TFNS train (a stable --sample of $TFNS_SAMPLE of its
+# rows: the file is sorted by label, so its first rows would be one label) with the
 # offline rules teacher, twice: every accepted answer (data/) and only the answers that agree with the gold label
 # (data-agree/, --require-gold-agreement). Train a LoRA student on each, then evaluate base, student and teacher
 # against the gold labels of data/'s held-out test split (the same rows for both students). Hours on 2 cores
@@ -10,13 +11,14 @@
 # teacher: the real model as the teacher (its GGUF served by llama.cpp, asked with --teacher openai) on the first
 # $TEACHER_ROWS FPB rows: what the repair / re-ask ladder does with a real model's replies (manifest.json).
 # Knobs (environment): SHARED_DATA where fpb/ and tfns/ are (default ../shared/data), RESULTS_WORK where everything
-# goes (default reports/results), TFNS_ROWS (2000), TEACHER_ROWS (200), TRAIN_ARGS recipe overrides (key=value ...).
+# goes (default reports/results), TFNS_SAMPLE (0.1: 953 of 9,543 rows), TEACHER_ROWS (200), TRAIN_ARGS recipe
+# overrides (key=value ...).
 set -eu
 cd "$(dirname "$0")/.."
 STARTED=$(date +%s)
 SHARED="${SHARED_DATA:-../shared/data}"
 WORK="${RESULTS_WORK:-reports/results}"
-TFNS_ROWS="${TFNS_ROWS:-2000}"
+TFNS_SAMPLE="${TFNS_SAMPLE:-0.1}"
 TEACHER_ROWS="${TEACHER_ROWS:-200}"
 stage() { echo "== [$(($(date +%s) - STARTED)) s] $*" >&2; }
 
@@ -66,13 +68,13 @@ real_teacher() {
 for name in "$@"; do
   if [ "$name" = teacher ]; then real_teacher; continue; fi
   input=$(input_for "$name")
-  limit=""; [ "$name" = tfns ] && limit="--limit $TFNS_ROWS"
+  subset=""; [ "$name" = tfns ] && subset="--sample $TFNS_SAMPLE"
   stage "$name: distil $input with the rules teacher (every answer, and the gold-agreeing ones)"
   # shellcheck disable=SC2086
-  .venv/bin/python -m data_gen.distill --config "data_gen/configs/$name.yaml" --input "$input" $limit \
+  .venv/bin/python -m data_gen.distill --config "data_gen/configs/$name.yaml" --input "$input" $subset \
     --out "$WORK/$name/data" --no-progress >&2
   # shellcheck disable=SC2086
-  .venv/bin/python -m data_gen.distill --config "data_gen/configs/$name.yaml" --input "$input" $limit \
+  .venv/bin/python -m data_gen.distill --config "data_gen/configs/$name.yaml" --input "$input" $subset \
     --require-gold-agreement --out "$WORK/$name/data-agree" --no-progress >&2
   mkdir -p "$WORK/$name/all" "$WORK/$name/agree"
   STARTED="$STARTED" RESUME=1 sh scripts/pipeline.sh "$WORK/$name/data" "$WORK/$name/all" --reference gold \
