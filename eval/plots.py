@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from data_gen.tasks.kinds import KINDS
 from data_gen.tasks.task import Task
 from eval.markdown import headline_names
 
@@ -36,7 +37,7 @@ def make_plots(folder: Path, task: Task, results: dict[str, Any]) -> list[Path]:
         ax.legend()
         made.append(_save(fig, folder / "headline.png", plt))
     for name, kind in task.metrics.items():
-        if kind not in ("classification", "ordinal"):
+        if not KINDS[kind].classes:
             continue
         reports = {label: results["metrics"][label]["fields"].get(name) for label in labels}
         reports = {label: r for label, r in reports.items() if r}

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from data_gen.client.types import Completion
+from data_gen.tasks.kinds import KINDS
 from data_gen.tasks.task import Task
 from data_gen.writers.atomic import AtomicFiles, jsonl_line
 from eval.data import EvalSet
@@ -215,78 +216,10 @@ def _overlap_section(overlap: dict[str, Any]) -> list[str]:
 
 
 def _field_section(task: Task, name: str, kind: str, reports: dict[str, dict[str, Any]]) -> list[str]:
-    if kind in ("classification", "ordinal"):
-        classes = task.enum(name)
-        header = ["model", "n", "accuracy", "macro-F1", "weighted F1", "missing"]
-        header += ["mean abs error"] if kind == "ordinal" else []
-        header += [f"{c} P / R / F1" for c in classes]
-        table = []
-        for label, rep in reports.items():
-            row = [
-                label,
-                str(rep["n"]),
-                num(rep["accuracy"]),
-                num(rep["macro_f1"]),
-                num(rep["weighted_f1"]),
-                num(rep["missing_rate"]),
-            ]
-            row += [num(rep["mean_abs_error"])] if kind == "ordinal" else []
-            row += [" / ".join(num(rep["per_class"][c][k], 2) for k in ("precision", "recall", "f1")) for c in classes]
-            table.append(row)
-        return md_table(header, table)
-    if kind == "entities":
-        header = [
-            "model",
-            "rows",
-            "precision",
-            "recall",
-            "F1",
-            "sentiment acc. (matched)",
-            "gold / predicted",
-            "missing",
-        ]
-        return md_table(
-            header,
-            [
-                [
-                    label,
-                    str(r["n"]),
-                    num(r["precision"]),
-                    num(r["recall"]),
-                    num(r["f1"]),
-                    num(r["sentiment_accuracy"]),
-                    f"{r['gold_entities']} / {r['predicted_entities']}",
-                    num(r["missing_rate"]),
-                ]
-                for label, r in reports.items()
-            ],
-        )
-    header = [
-        "model",
-        "n",
-        "ROUGE-1",
-        "ROUGE-2",
-        "ROUGE-L",
-        "numbers exact",
-        "words mean / median (reference)",
-        "missing",
-    ]
-    return md_table(
-        header,
-        [
-            [
-                label,
-                str(r["n"]),
-                num(r["rouge1"]),
-                num(r["rouge2"]),
-                num(r["rougeL"]),
-                f"{num(r['number_exact_match'])} ({r['rows_with_numbers']} rows)",
-                f"{r['words']['mean']:.1f} / {r['words']['median']:.0f} ({r['words']['reference_mean']:.1f})",
-                num(r["missing_rate"]),
-            ]
-            for label, r in reports.items()
-        ],
-    )
+    """The field's table: one row per model, the columns its metric kind lays out."""
+    columns = KINDS[kind].columns(task, name)
+    table = [[label, *(num(column.read(report)) for column in columns)] for label, report in reports.items()]
+    return md_table(["model", *(column.header for column in columns)], table)
 
 
 def _examples(

@@ -28,6 +28,7 @@ from data_gen.errors import ConfigError, run_cli
 from data_gen.options import build_parser, load_config
 from data_gen.provenance import versions
 from data_gen.redact import RedactingFilter
+from data_gen.tasks.kinds import KINDS
 from data_gen.tasks.loader import load_task
 from data_gen.tasks.task import Task
 from data_gen.teachers import TeacherSpec, make_teacher
@@ -167,7 +168,7 @@ def score(
         for b in labels[i + 1 :]:
             tests = {}
             for name, kind in task.metrics.items():
-                if kind in ("classification", "ordinal") and any(r["fields"][name]["gold"] for r in rows[a]):
+                if KINDS[kind].classes and any(r["fields"][name]["gold"] for r in rows[a]):
                     paired = [(ra, rb) for ra, rb in zip(rows[a], rows[b], strict=True) if ra["fields"][name]["gold"]]
                     tests[f"{name}.accuracy"] = mcnemar(
                         [ra["fields"][name]["correct"] for ra, _ in paired],

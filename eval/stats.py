@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from data_gen.tasks.kinds import KINDS
 from data_gen.tasks.task import Task
 
 CONFIDENCE = 0.95
@@ -21,12 +22,7 @@ CONFIDENCE = 0.95
 
 @dataclass
 class Metric:
-    """A headline metric as arrays over rows.
-
-    kind ``mean``: the mean of ``values`` where not NaN (rates, accuracies, ROUGE);
-    kind ``ratio``: sum(``values``) / sum(``weights``) (entity F1 = 2TP / (2TP + FP + FN));
-    kind ``macro_f1`` / ``weighted_f1``: from ``values`` = gold class codes (-1: no gold) and ``weights`` =
-    predicted codes (``classes``: missing)."""
+    """A headline metric as arrays over rows (a metric kind's ``Statistic``, see ``data_gen.tasks.kinds.base``)."""
 
     kind: str
     values: np.ndarray
@@ -84,29 +80,8 @@ def headline_metrics(task: Task, rows: list[dict[str, Any]]) -> dict[str, Metric
         fields = [r["fields"][name] for r in rows]
         if all(f["gold"] is None for f in fields):
             continue
-        if kind in ("classification", "ordinal"):
-            labels = task.enum(name)
-            code = {label: i for i, label in enumerate(labels)}
-            gold = np.array([code.get(f["gold"], -1) if f["gold"] is not None else -1 for f in fields])
-            pred = np.array([code.get(f["predicted"], len(labels)) for f in fields])
-            has_gold = gold >= 0
-            correct = np.where(has_gold, (gold == pred).astype(float), np.nan)
-            missing = np.where(has_gold, (pred == len(labels)).astype(float), np.nan)
-            metrics[f"{name}.accuracy"] = Metric("mean", correct)
-            metrics[f"{name}.macro_f1"] = Metric("macro_f1", gold, pred, len(labels))
-            metrics[f"{name}.weighted_f1"] = Metric("weighted_f1", gold, pred, len(labels))
-            metrics[f"{name}.missing_rate"] = Metric("mean", missing)
-        elif kind == "entities":
-            tp, fp, fn, right = (
-                np.array([f.get(k, 0) for f in fields], dtype=float) for k in ("tp", "fp", "fn", "sentiment_correct")
-            )
-            metrics[f"{name}.f1"] = Metric("ratio", 2 * tp, 2 * tp + fp + fn)
-            metrics[f"{name}.sentiment_accuracy"] = Metric("ratio", right, tp)
-        elif kind == "text":
-            for key in ("rouge1", "rouge2", "rougeL"):
-                metrics[f"{name}.{key}"] = Metric("mean", np.array([f.get(key, np.nan) for f in fields], dtype=float))
-            exact = [float(f["numbers_found"] == f["numbers"]) if f.get("numbers") else np.nan for f in fields]
-            metrics[f"{name}.number_exact_match"] = Metric("mean", np.array(exact))
+        for key, statistic in KINDS[kind].headline(task, name, fields).items():
+            metrics[f"{name}.{key}"] = Metric(*statistic)
     return metrics
 
 

@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from data_gen.tasks.kinds.entities import entity_key
+from data_gen.tasks.kinds.text import numbers
 from data_gen.tasks.loader import load_task
-from eval.scoring import aggregate, entity_key, numbers, score_row
+from eval.scoring import aggregate, score_row
 from eval.stats import Draws, bootstrap, compare, headline_metrics, mcnemar, with_intervals
 
 FINSIGHT = load_task("finsight")

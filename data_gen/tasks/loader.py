@@ -10,8 +10,9 @@ import yaml
 
 from data_gen.errors import ConfigError
 from data_gen.sources.text import CONTROL_POLICIES
+from data_gen.tasks.kinds import KINDS
 from data_gen.tasks.parsing import schema_error
-from data_gen.tasks.task import METRIC_KINDS, Task
+from data_gen.tasks.task import Task
 
 TASKS_DIR = Path(__file__).parent  # one folder per task, beside this module
 TASK_KEYS = {
@@ -101,12 +102,12 @@ def load_task(name_or_path: str) -> Task:
     if task.thinking not in ("required", "optional", "none"):
         raise ConfigError(f"{spec_path}: thinking must be required, optional or none")
     for name, kind in task.metrics.items():
-        if kind not in METRIC_KINDS:
-            kinds = ", ".join(METRIC_KINDS)
+        if kind not in KINDS:
+            kinds = ", ".join(KINDS)
             raise ConfigError(f"{spec_path}: metrics.{name}: unknown kind {kind!r}; use one of {kinds}")
         if name not in task.field_names:
             raise ConfigError(f"{spec_path}: metrics.{name}: the schema has no field {name!r}")
-        if kind in ("classification", "ordinal"):
+        if KINDS[kind].classes:
             task.enum(name)  # a class field needs its values in the schema
     for example in task.examples:  # the prompt's examples must obey the schema they teach
         error = schema_error(example["answer"], task.validator)

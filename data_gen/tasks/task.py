@@ -20,7 +20,6 @@ from jsonschema import Draft202012Validator
 from data_gen.errors import ConfigError
 from data_gen.tasks.parsing import RowRejected, extract_json_object, fix_enum_case, schema_error, split_thinking
 
-METRIC_KINDS = ("classification", "ordinal", "entities", "text")
 PROMPTS = ("student", "teacher")
 
 
@@ -76,7 +75,7 @@ class Task:
     max_completion_tokens: int
     expected_completion_tokens: int
     description: str = ""
-    metrics: dict[str, str] = field(default_factory=dict)  # answer field -> how eval scores it (METRIC_KINDS)
+    metrics: dict[str, str] = field(default_factory=dict)  # answer field -> how eval scores it (tasks.kinds)
     student_template: str = ""  # the student's short system prompt (empty: the student is asked like the teacher)
     # input texts with control characters (other than tab, LF, CR): reject (the default) or keep; NUL never passes
     control_characters: str = "reject"
