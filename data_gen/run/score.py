@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from data_gen.client.api import describe_error, is_fatal, is_request_error
@@ -54,72 +55,108 @@ async def kd_scorer(config: DistillConfig, teacher: Any, cache: ResponseCache | 
     return kd.CachedScorer(scorer, cache) if (cache is not None and config.cache) else scorer
 
 
-async def score_all(config: DistillConfig, task: Task, scorer: Any, work: Workspace) -> dict[str, Any]:
+@dataclass
+class Scored:
+    """One accepted reply after the KD teacher saw it: its rows, or why there are none."""
+
+    item: StoredExample
+    rows: Any = None
+    failure: tuple[str, str] | None = None  # (reason, detail)
+
+
+@dataclass
+class ScorePass:
     """The teacher scores every accepted reply (top-k rows for Axolotl's KD trainer, the label belief), several at a
     time; examples whose rows cannot be had or used, or whose label the teacher doubts (--min-label-confidence),
     are rejected with the reason."""
-    from tqdm import tqdm
 
-    from data_gen.kd.served import ScoringError
+    config: DistillConfig
+    task: Task
+    scorer: Any
+    work: Workspace
+    outcomes: Counter = field(default_factory=Counter)
+    confidences: list[float] = field(default_factory=list)
 
-    outcomes: Counter = Counter()
-    confidences: list[float] = []
-    system = task.system_for(config.training_prompt)
+    async def score(self, item: StoredExample) -> Scored:
+        """Ask for the reply's top-k rows; a request that fails for good is a rejection, not a crash."""
+        from data_gen.kd.served import ScoringError
 
-    async def score(item: StoredExample) -> tuple[StoredExample, Any, tuple[str, str] | None]:
+        system = self.task.system_for(self.config.training_prompt)
         messages = Example(item.id, "", system, item.user, item.assistant).messages()
         try:
-            scored = await scorer.score(messages, config.kd_top_k)
+            return Scored(item, await self.scorer.score(messages, self.config.kd_top_k))
         except ScoringError as exc:
-            return item, None, ("kd_rows_invalid", str(exc))
+            return Scored(item, failure=("kd_rows_invalid", str(exc)))
         except Exception as exc:
             if is_fatal(exc) or not is_request_error(exc):
                 raise
-            return item, None, ("kd_score_failed", describe_error(exc))
-        return item, scored, None
+            return Scored(item, failure=("kd_score_failed", describe_error(exc)))
 
-    def record(result: tuple[StoredExample, Any, tuple[str, str] | None]) -> None:
-        item, scored, failure = result
-        bar.update()
-        if failure is None and (invalid := kd.check_rows(scored, config.kd_top_k)):
-            failure = ("kd_rows_invalid", invalid)
+    def judge(self, scored: Scored) -> tuple[tuple[str, str] | None, Any]:
+        """(why the example is rejected, or None; the teacher's belief in its label, when there is one)."""
+        config, task = self.config, self.task
+        if scored.failure is not None:
+            return scored.failure, None
+        if invalid := kd.check_rows(scored.rows, config.kd_top_k):
+            return ("kd_rows_invalid", invalid), None
         belief = None
-        if task.label_field and failure is None:
-            belief = kd.label_belief(scorer.tokenizer, scored, item.assistant, task.label_field, task.labels)
+        if task.label_field:
+            belief = kd.label_belief(self.scorer.tokenizer, scored.rows, scored.item.assistant, task.label_field,
+                                     task.labels)  # fmt: skip
+        if config.min_label_confidence and (belief is None or belief.confidence < config.min_label_confidence):
+            shown = f"{belief.confidence:.3f}" if belief else "unreadable"
+            return ("low_confidence", f"teacher probability of its label {shown} < {config.min_label_confidence}"), None
+        return None, belief
+
+    def record(self, scored: Scored) -> None:
+        """Store the rows (and the belief) of an example that passed, or turn it into a rejection."""
+        item, work = scored.item, self.work
+        failure, belief = self.judge(scored)
         if failure is not None:
             reason, detail = failure
-        elif config.min_label_confidence and (belief is None or belief.confidence < config.min_label_confidence):
-            shown = f"{belief.confidence:.3f}" if belief else "unreadable"
-            reason = "low_confidence"
-            detail = f"teacher probability of its label {shown} < {config.min_label_confidence}"
-        else:
-            if belief is not None:
-                work.set_meta(item.row, {**item.meta, "label_belief": belief.to_dict()})
-                confidences.append(belief.confidence)
-            work.add_kd(item.row, kd.dumps(scored))
-            outcomes["scored"] += 1
+            work.drop_example(item.row)
+            work.reject(item.row, item.id, reason, f"row {item.row}: {detail}")
+            self.outcomes[reason] += 1
             return
-        work.drop_example(item.row)
-        work.reject(item.row, item.id, reason, f"row {item.row}: {detail}")
-        outcomes[reason] += 1
+        if belief is not None:
+            work.set_meta(item.row, {**item.meta, "label_belief": belief.to_dict()})
+            self.confidences.append(belief.confidence)
+        work.add_kd(item.row, kd.dumps(scored.rows))
+        self.outcomes["scored"] += 1
 
+    def summary(self) -> dict[str, Any]:
+        """The manifest's ``kd`` section."""
+        config, confidences = self.config, self.confidences
+        return {
+            "top_k": config.kd_top_k,
+            "teacher": {"model": self.scorer.model, "path": self.scorer.path},
+            "student_tokenizer": config.student_tokenizer,
+            "scored": self.outcomes.get("scored", 0),
+            "from_cache": getattr(self.scorer, "hits", 0),
+            "rejected_by_reason": {k: v for k, v in self.outcomes.items() if k != "scored"},
+            "min_label_confidence": config.min_label_confidence,
+            "label_belief": {
+                "examples": len(confidences),
+                "mean_confidence": round(sum(confidences) / len(confidences), 4) if confidences else None,
+            },
+        }
+
+
+async def score_all(config: DistillConfig, task: Task, scorer: Any, work: Workspace) -> dict[str, Any]:
+    """Pass 3: every accepted reply scored (``ScorePass``), with a progress bar; returns the manifest's ``kd``."""
+    from tqdm import tqdm
+
+    scoring = ScorePass(config, task, scorer, work)
     items = list(work.examples())
     bar = tqdm(total=len(items), unit="row", desc="score (kd)", disable=not config.progress, dynamic_ncols=True,
                file=sys.stderr)  # fmt: skip
+
+    def record(scored: Scored) -> None:
+        bar.update()
+        scoring.record(scored)
+
     try:
-        await run_bounded(items, score, max(1, config.concurrency), record)
+        await run_bounded(items, scoring.score, max(1, config.concurrency), record)
     finally:
         bar.close()
-    return {
-        "top_k": config.kd_top_k,
-        "teacher": {"model": scorer.model, "path": scorer.path},
-        "student_tokenizer": config.student_tokenizer,
-        "scored": outcomes.pop("scored", 0),
-        "from_cache": getattr(scorer, "hits", 0),
-        "rejected_by_reason": dict(outcomes),
-        "min_label_confidence": config.min_label_confidence,
-        "label_belief": {
-            "examples": len(confidences),
-            "mean_confidence": round(sum(confidences) / len(confidences), 4) if confidences else None,
-        },
-    }
+    return scoring.summary()
