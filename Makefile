@@ -12,7 +12,7 @@ demo:
 	PYTHON=$(PYTHON) sh scripts/demo.sh
 
 test: env-local env-llamafactory env-axolotl tokenizers model llamacpp lint
-	FIN_DISTILL_REQUIRE_ENGINES=1 $(CORE) -m pytest
+	FIN_DISTILL_REQUIRE_ENGINES=1 $(CORE) -m pytest --durations=20
 
 lint: env-local
 	$(CORE) -m ruff check .

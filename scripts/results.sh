@@ -8,8 +8,9 @@
 # against the gold labels of data/'s held-out test split (the same rows for both students). Hours on 2 cores
 # (docs/results.md): a rerun after an interruption resumes: distillation and evaluation from their stores, and an
 # interrupted training from its last checkpoint (RESUME).
-# teacher: the real model as the teacher (its GGUF served by llama.cpp, asked with --teacher openai) on the first
-# $TEACHER_ROWS FPB rows: what the repair / re-ask ladder does with a real model's replies (manifest.json).
+# teacher: the real model as the teacher (its GGUF served by llama.cpp, asked with --teacher openai) on $TEACHER_ROWS
+# FPB rows (the first of a stable 10% --sample: the file is sorted by label, its first 200 rows are 195 positive):
+# what the repair / re-ask ladder does with a real model's replies (manifest.json).
 # Knobs (environment): SHARED_DATA where fpb/ and tfns/ are (default ../shared/data), RESULTS_WORK where everything
 # goes (default reports/results), TFNS_SAMPLE (0.1: 953 of 9,543 rows), TEACHER_ROWS (200), TRAIN_ARGS recipe
 # overrides (key=value ...).
@@ -58,9 +59,9 @@ real_teacher() {
     i=$((i + 1)); [ $i -lt 120 ] || { echo "error: llama-server did not start: $WORK/teacher/llama-server.log" >&2; exit 1; }
     sleep 1
   done
-  stage "teacher: SmolLM2-135M-Instruct as the teacher on the first $TEACHER_ROWS FPB rows"
+  stage "teacher: SmolLM2-135M-Instruct as the teacher on $TEACHER_ROWS FPB rows (of a stable 10% sample)"
   LLAMA_KEY=none .venv/bin/python -m data_gen.distill --config data_gen/configs/fpb.yaml --input "$(input_for fpb)" \
-    --limit "$TEACHER_ROWS" --teacher openai --base-url "http://127.0.0.1:$port/v1" --model smollm2-135m \
+    --sample 0.1 --limit "$TEACHER_ROWS" --teacher openai --base-url "http://127.0.0.1:$port/v1" --model smollm2-135m \
     --api-key-env LLAMA_KEY --concurrency 4 --out "$WORK/teacher/data" --no-progress >&2 || true  # the summary is the result
   kill $server; trap - EXIT
 }
