@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -94,13 +95,11 @@ CLASSIFICATION = MetricKind(
     classes=True,
 )
 
-ORDINAL = MetricKind(
+ORDINAL = replace(
+    CLASSIFICATION,
     name="ordinal",
     summary="classification's metrics plus the mean absolute error in steps of the schema's enum order",
-    value=_value,
     score=_score_ordinal,
     aggregate=_aggregate_ordinal,
-    headline=_headline,
     columns=_columns_ordinal,
-    classes=True,
 )
