@@ -1,1 +1,1 @@
-"""Tasks as data: the loader, the reply parser and metrics, and one folder per task (prompts, schema, labels)."""
+"""Tasks as data: the loader, the reply parser, the metric kinds eval scores fields with, and one folder per task."""
