@@ -38,7 +38,7 @@ from data_gen.client.types import normalize_endpoint
 from data_gen.errors import ConfigError, ServiceError
 from data_gen.provenance import fingerprint
 from eval import llamacpp
-from eval.config import EvalConfig
+from eval.config import ModelOptions
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's LoRAConfig accepts only these max_lora_rank values
 
@@ -77,7 +77,7 @@ class Served:
         return f"{self.identity['backend']}://{digest}"
 
 
-def model_specs(config: EvalConfig) -> list[ModelSpec]:
+def model_specs(config: ModelOptions) -> list[ModelSpec]:
     """base (and tuned, when an adapter is given)."""
     if not config.model:
         return []
@@ -106,7 +106,7 @@ def same_model(a: str, b: str) -> bool:
     return a.rstrip("/").split("/")[-1].casefold() == b.rstrip("/").split("/")[-1].casefold()
 
 
-def check_models(config: EvalConfig) -> None:
+def check_models(config: ModelOptions) -> None:
     """One line for a missing model folder or an adapter trained on another base, before serving anything."""
     if config.resolved_backend() == "endpoint":
         return
@@ -211,7 +211,7 @@ def stop_session(proc: subprocess.Popen[Any]) -> None:
 
 
 # ---------------------------------------------------------------- commands
-def vllm_command(config: EvalConfig, specs: list[ModelSpec], port: int) -> list[str]:
+def vllm_command(config: ModelOptions, specs: list[ModelSpec], port: int) -> list[str]:
     """``vllm serve`` for the base model and every adapter of ``specs`` (served under their labels)."""
     base = specs[0]
     argv = [
@@ -261,7 +261,7 @@ def vllm_lora_args(adapters: dict[str, str], max_rank: int | None = None) -> lis
     ]
 
 
-def llamafactory_config(config: EvalConfig, spec: ModelSpec) -> dict[str, Any]:
+def llamafactory_config(config: ModelOptions, spec: ModelSpec) -> dict[str, Any]:
     """The YAML that ``llamafactory-cli api`` reads for one model."""
     settings: dict[str, Any] = {
         "model_name_or_path": spec.model,
@@ -275,7 +275,7 @@ def llamafactory_config(config: EvalConfig, spec: ModelSpec) -> dict[str, Any]:
     return settings
 
 
-def groups(config: EvalConfig) -> list[list[ModelSpec]]:
+def groups(config: ModelOptions) -> list[list[ModelSpec]]:
     """Models served together: vLLM serves base and adapter from one process; LLaMA-Factory serves one model
     per process (one at a time: a CPU has room for one)."""
     specs = model_specs(config)
@@ -284,7 +284,7 @@ def groups(config: EvalConfig) -> list[list[ModelSpec]]:
     return [[spec] for spec in specs] if config.resolved_backend() in ("llamafactory", "llamacpp") else [specs]
 
 
-def identity(config: EvalConfig, spec: ModelSpec, backend: str) -> dict[str, Any]:
+def identity(config: ModelOptions, spec: ModelSpec, backend: str) -> dict[str, Any]:
     found: dict[str, Any] = {"backend": backend, "model": spec.model}
     if backend == "endpoint":
         found.update(endpoint=normalize_endpoint(config.endpoint or ""), served_name=spec.adapter or spec.model)
@@ -301,7 +301,7 @@ def identity(config: EvalConfig, spec: ModelSpec, backend: str) -> dict[str, Any
 
 
 @contextlib.contextmanager
-def serve(config: EvalConfig, specs: list[ModelSpec], workdir: Path) -> Iterator[list[Served]]:
+def serve(config: ModelOptions, specs: list[ModelSpec], workdir: Path) -> Iterator[list[Served]]:
     """Start what ``specs`` need (nothing for an endpoint), yield them as Served, stop on the way out."""
     backend = config.resolved_backend()
     if backend == "endpoint":

@@ -23,17 +23,10 @@ def _engine_bin(env: str, name: str) -> str:
 
 
 @dataclass
-class EvalConfig(SourceOptions):
-    """Everything an evaluation run needs. Secrets are never stored: only the *names* of key variables."""
+class ModelOptions:
+    """The models to ask and how: the task, the served models and their engines, a reference teacher, generation.
+    Shared by ``eval.run`` and ``eval.chat``. Secrets are never stored: only the *names* of key variables."""
 
-    # what to evaluate on (the input section continues)
-    data: str | None = option(None, "test data: a data_gen output folder, an FPB .txt, or a table file",
-                              metavar="PATH")  # fmt: skip
-    split: str = option("test", "split of a data_gen output folder to evaluate on", metavar="NAME")
-    reference: str = option("teacher", "compare with the teacher's answers (teacher) or gold labels (gold)",
-                            metavar="WHICH", choices=["teacher", "gold"])  # fmt: skip
-    train_data: str | None = option(None, "training data to find test texts in (default: --data's; none: skip)",
-                                    metavar="PATH")  # fmt: skip
     task: str = option("finsight", "task name (data_gen/tasks/) or task folder", group="models")
     backend: str = option("auto", "vllm, llamacpp, llamafactory or endpoint; auto: endpoint if --endpoint",
                           metavar="NAME", choices=list(BACKENDS))  # fmt: skip
@@ -84,15 +77,6 @@ class EvalConfig(SourceOptions):
     server_args: list[str] = option([], "extra server arguments, e.g. --server-args=--enforce-eager")
     startup_timeout: float = option(900.0, "seconds to wait for a started server")
 
-    # statistics and outputs
-    bootstrap: int = option(1000, "bootstrap resamples for the 95% intervals", group="output")
-    examples: int = option(10, "examples in report.md where two models disagree")
-    out: str | None = option(None, "output folder: new, empty, or an earlier one to resume", metavar="DIR")
-    overwrite: bool = option(False, "replace an eval.run output of another task or data in --out")
-    cache: bool = option(True, "store answers in <out>/cache.sqlite; a rerun asks only what is missing")
-    dry_run: bool = option(False, "check data and models, print what would run; start nothing")
-    progress: bool = option(True, "progress bar")
-
     def resolved_backend(self) -> str:
         if self.backend != "auto":
             return self.backend
@@ -102,18 +86,50 @@ class EvalConfig(SourceOptions):
         return dataclasses.asdict(self)
 
 
+@dataclass
+class EvalConfig(ModelOptions, SourceOptions):
+    """Everything an evaluation run needs: the models (``ModelOptions``), the test data and the outputs."""
+
+    # what to evaluate on (the input section, after SourceOptions' options)
+    data: str | None = option(None, "test data: a data_gen output folder, an FPB .txt, or a table file",
+                              group="input", metavar="PATH")  # fmt: skip
+    split: str = option("test", "split of a data_gen output folder to evaluate on", metavar="NAME")
+    reference: str = option("teacher", "compare with the teacher's answers (teacher) or gold labels (gold)",
+                            metavar="WHICH", choices=["teacher", "gold"])  # fmt: skip
+    train_data: str | None = option(None, "training data to find test texts in (default: --data's; none: skip)",
+                                    metavar="PATH")  # fmt: skip
+
+    # statistics and outputs
+    bootstrap: int = option(1000, "bootstrap resamples for the 95% intervals", group="output")
+    examples: int = option(10, "examples in report.md where two models disagree")
+    out: str | None = option(None, "output folder: new, empty, or an earlier one to resume", metavar="DIR")
+    overwrite: bool = option(False, "replace an eval.run output of another task or data in --out")
+    cache: bool = option(True, "store answers in <out>/cache.sqlite; a rerun asks only what is missing")
+    dry_run: bool = option(False, "check data and models, print what would run; start nothing")
+    progress: bool = option(True, "progress bar")
+
+
 def validate(config: EvalConfig) -> None:
     """Cross-field checks, each a one-line ConfigError before anything starts."""
-    check_finite(config)
-    check_key_variable("--api-key-env", config.api_key_env)
-    check_key_variable("--teacher-api-key-env", config.teacher_api_key_env)
     if not config.data:
         raise ConfigError("no test data: pass --data PATH (or set `data:` in the --config file)")
     if not config.out and not config.dry_run:
         raise ConfigError("no output directory: pass --out DIR (or set `out:` in the --config file)")
-    backend = config.resolved_backend()
     if not config.model and not config.teacher:
         raise ConfigError("nothing to evaluate: pass --model (and --adapter), or --teacher")
+    if config.train_data not in (None, "none") and not Path(config.train_data).exists():
+        raise ConfigError(f"--train-data: not found: {config.train_data}")
+    if config.bootstrap < 1:
+        raise ConfigError("--bootstrap must be at least 1")
+    validate_models(config)
+
+
+def validate_models(config: ModelOptions) -> None:
+    """The checks of the models, engines and generation settings (eval.run and eval.chat)."""
+    check_finite(config)
+    check_key_variable("--api-key-env", config.api_key_env)
+    check_key_variable("--teacher-api-key-env", config.teacher_api_key_env)
+    backend = config.resolved_backend()
     if config.adapter and not config.model:
         raise ConfigError("--adapter needs --model, the base model it was trained on")
     if backend == "endpoint" and config.model and not config.endpoint:
@@ -122,13 +138,11 @@ def validate(config: EvalConfig) -> None:
         raise ConfigError(f"--endpoint is for --backend endpoint; --backend {backend} starts its own server")
     if config.teacher == "openai" and not (config.teacher_base_url and config.teacher_model):
         raise ConfigError("--teacher openai needs --teacher-base-url and --teacher-model")
-    if config.train_data not in (None, "none") and not Path(config.train_data).exists():
-        raise ConfigError(f"--train-data: not found: {config.train_data}")
     if config.max_tokens is not None and config.max_tokens < 1:
         raise ConfigError("--max-tokens must be at least 1")
     if not 0 <= config.logprobs <= 20:
         raise ConfigError("--logprobs must be between 0 (off) and 20 (the OpenAI API's limit)")
-    for name in ("concurrency", "bootstrap", "tensor_parallel_size", "data_parallel_size", "parallel"):
+    for name in ("concurrency", "tensor_parallel_size", "data_parallel_size", "parallel"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if config.threads is not None and config.threads < 1:

@@ -17,7 +17,7 @@ from data_gen.client.types import ChatRequest, Completion
 from data_gen.errors import ServiceError
 from data_gen.tasks.task import Task
 from eval.backends import ServerError, ServerProcess
-from eval.config import EvalConfig
+from eval.config import ModelOptions
 from eval.data import Item
 
 
@@ -25,7 +25,7 @@ class GenerationFailed(ServiceError):
     """A request failed after its retries: the run stops (answers so far are stored)."""
 
 
-def generation_params(config: EvalConfig, task: Task) -> dict[str, Any]:
+def generation_params(config: ModelOptions, task: Task) -> dict[str, Any]:
     """The sampling settings every request carries (recorded in results.json), with the constraint, if any."""
     params: dict[str, Any] = {
         "temperature": config.temperature,

@@ -23,19 +23,19 @@ from typing import Any
 
 from data_gen.errors import ConfigError
 from data_gen.provenance import fingerprint
-from eval.config import ROOT, EvalConfig
+from eval.config import ROOT, ModelOptions
 
 GGUF_CACHE = ROOT / ".cache" / "gguf"
 MODEL_STAMP = ".fin-distill-model.json"  # written by scripts/get_model.py
 CONTEXT_PER_SLOT = 4096
 
 
-def share(config: EvalConfig) -> Path:
+def share(config: ModelOptions) -> Path:
     """llama.cpp's converters, installed beside the server by scripts/get_llamacpp.py."""
     return Path(config.llama_server).resolve().parent.parent / "share" / "llama.cpp"
 
 
-def _convert(config: EvalConfig, script: str, source: Path, args: list[str], what: str) -> Path:
+def _convert(config: ModelOptions, script: str, source: Path, args: list[str], what: str) -> Path:
     """Run one of llama.cpp's converters (in the LLaMA-Factory environment: torch, transformers, gguf), once."""
     digest = hashlib.sha256(json.dumps([script, fingerprint(str(source)), args]).encode()).hexdigest()[:16]
     target = GGUF_CACHE / f"{source.name}-{digest}.gguf"
@@ -58,7 +58,7 @@ def _convert(config: EvalConfig, script: str, source: Path, args: list[str], wha
     return target
 
 
-def model_gguf(config: EvalConfig, model: str) -> Path:
+def model_gguf(config: ModelOptions, model: str) -> Path:
     """The GGUF file that serves ``model`` (see the module docstring)."""
     path = Path(model)
     if path.is_file() and path.suffix == ".gguf":
@@ -76,7 +76,7 @@ def model_gguf(config: EvalConfig, model: str) -> Path:
     return _convert(config, "convert_hf_to_gguf.py", path, ["--outtype", "f32"], "the model")
 
 
-def adapter_gguf(config: EvalConfig, adapter: str, model: str) -> Path:
+def adapter_gguf(config: ModelOptions, adapter: str, model: str) -> Path:
     """The GGUF LoRA adapter for ``adapter`` (a .gguf file, or a PEFT folder converted against its base)."""
     path = Path(adapter)
     if path.is_file() and path.suffix == ".gguf":
@@ -88,11 +88,11 @@ def adapter_gguf(config: EvalConfig, adapter: str, model: str) -> Path:
     return _convert(config, "convert_lora_to_gguf.py", path, ["--base", str(base), "--outtype", "f32"], "the adapter")
 
 
-def threads(config: EvalConfig) -> int:
+def threads(config: ModelOptions) -> int:
     return config.threads or os.cpu_count() or 2
 
 
-def command(config: EvalConfig, label: str, model: Path, adapter: Path | None, port: int) -> list[str]:
+def command(config: ModelOptions, label: str, model: Path, adapter: Path | None, port: int) -> list[str]:
     """``llama-server`` for one model: 127.0.0.1, the label as its model name, greedy-ready, seeded."""
     argv = [
         config.llama_server, "--model", str(model), "--host", "127.0.0.1", "--port", str(port), "--alias", label,
@@ -104,7 +104,7 @@ def command(config: EvalConfig, label: str, model: Path, adapter: Path | None, p
     return argv + list(config.server_args)
 
 
-def identity(config: EvalConfig, model: Path, adapter: Path | None) -> dict[str, Any]:
+def identity(config: ModelOptions, model: Path, adapter: Path | None) -> dict[str, Any]:
     """What decides the answers: the files served, and the slots and threads (batching changes the arithmetic)."""
     found: dict[str, Any] = {"gguf": fingerprint(str(model)), "parallel": config.parallel, "threads": threads(config)}
     if adapter is not None:
