@@ -6,12 +6,12 @@
 PYTHON ?= python3
 CORE := .venv/bin/python
 
-.PHONY: demo test lint env env-core env-local env-llamafactory env-axolotl tokenizers model llamacpp tiny-model benchmark clean
+.PHONY: demo test lint env env-core env-local env-llamafactory env-axolotl tokenizers model llamacpp browser tiny-model benchmark clean
 
 demo:
 	PYTHON=$(PYTHON) sh scripts/demo.sh
 
-test: env-local env-llamafactory env-axolotl tokenizers model llamacpp lint
+test: env-local env-llamafactory env-axolotl tokenizers model llamacpp browser lint
 	FIN_DISTILL_REQUIRE_ENGINES=1 $(CORE) -m pytest --durations=20
 
 lint: env-local
@@ -41,6 +41,11 @@ model: env-llamafactory
 # llama.cpp's server (the CPU engine of eval.run --backend llamacpp), built from the pinned llama-cpp-python sdist
 llamacpp:
 	PYTHON=$(PYTHON) sh scripts/setup_env.sh llamacpp
+
+# Debian's chromium, which Playwright drives in the chat page's browser test (Playwright's own browser download is not
+# reachable here); a no-op when it is installed
+browser:
+	[ -x /usr/bin/chromium ] || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 tiny-model: env-llamafactory
 	.venvs/llamafactory/bin/python scripts/build_tiny_model.py --arch qwen2 --out .cache/tiny-qwen2

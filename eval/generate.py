@@ -11,18 +11,46 @@ import asyncio
 import sys
 from typing import Any
 
-from data_gen.client.api import describe_error
+from data_gen.client.api import ChatClient, describe_error
 from data_gen.client.limits import run_bounded
 from data_gen.client.types import ChatRequest, Completion
 from data_gen.errors import ServiceError
 from data_gen.tasks.task import Task
-from eval.backends import ServerError, ServerProcess
+from data_gen.teachers import TeacherSpec, make_teacher
+from eval.backends import Served, ServerError, ServerProcess
 from eval.config import ModelOptions
 from eval.data import Item
 
 
 class GenerationFailed(ServiceError):
     """A request failed after its retries: the run stops (answers so far are stored)."""
+
+
+def client_for(config: ModelOptions, served: Served) -> ChatClient:
+    """The OpenAI-compatible client of one served model (its cache name stays stable across ports)."""
+    return ChatClient(
+        served.base_url,
+        served.name,
+        served.api_key,
+        concurrency=config.concurrency,
+        timeout=config.timeout,
+        max_retries=config.max_retries,
+        endpoint_id=served.cache_endpoint,
+    )
+
+
+def reference_teacher(config: ModelOptions, task: Task) -> Any:
+    """The --teacher that answers beside the models (rules offline, or an OpenAI-compatible API)."""
+    spec = TeacherSpec(
+        kind=config.teacher or "rules",
+        base_url=config.teacher_base_url,
+        model=config.teacher_model,
+        api_key_env=config.teacher_api_key_env,
+        concurrency=config.concurrency,
+        timeout=config.timeout,
+        max_retries=config.max_retries,
+    )
+    return make_teacher(spec, task)
 
 
 def generation_params(config: ModelOptions, task: Task) -> dict[str, Any]:

@@ -31,14 +31,13 @@ from data_gen.redact import RedactingFilter
 from data_gen.tasks.kinds import KINDS
 from data_gen.tasks.loader import load_task
 from data_gen.tasks.task import Task
-from data_gen.teachers import TeacherSpec, make_teacher
 from data_gen.writers.outdir import OutputDir
 from eval import overlap, report
 from eval.backends import Served, check_models, groups, serve, vllm_command
 from eval.calibration import label_probs, reliability
 from eval.config import EvalConfig, validate
 from eval.data import EvalSet, load_eval_set
-from eval.generate import generate, generation_params
+from eval.generate import client_for, generate, generation_params, reference_teacher
 from eval.scoring import aggregate, score_row
 from eval.stats import Draws, bootstrap, compare, headline_metrics, mcnemar, with_intervals
 
@@ -64,15 +63,7 @@ async def collect(
     for group in groups(config):
         with serve(config, group, out / "servers") as served_models:
             for served in served_models:
-                client = ChatClient(
-                    served.base_url,
-                    served.name,
-                    served.api_key,
-                    concurrency=config.concurrency,
-                    timeout=config.timeout,
-                    max_retries=config.max_retries,
-                    endpoint_id=served.cache_endpoint,
-                )
+                client = client_for(config, served)
                 try:
                     await client.check()
                     if served.process is None and served is served_models[0]:  # a running server: before any
@@ -94,18 +85,7 @@ async def collect(
                     await client.close()
                 models[served.label] = {"served_name": served.name, **served.identity}
     if config.teacher:
-        teacher = make_teacher(
-            TeacherSpec(
-                kind=config.teacher,
-                base_url=config.teacher_base_url,
-                model=config.teacher_model,
-                api_key_env=config.teacher_api_key_env,
-                concurrency=config.concurrency,
-                timeout=config.timeout,
-                max_retries=config.max_retries,
-            ),
-            task,
-        )
+        teacher = reference_teacher(config, task)
         try:
             await teacher.check()
             asker = CachedTeacher(teacher, cache) if (cache is not None and teacher.cacheable) else teacher

@@ -18,8 +18,8 @@ UV_VERSION="0.13.9"
 [ "$ENV_NAME" = "llamacpp" ] && exec "$PYTHON" scripts/get_llamacpp.py
 
 case "$ENV_NAME" in
-  core)         DIR=".venv";                PINS="pyproject.toml"; EXTRAS="dev" ;;
-  local)        DIR=".venv";                PINS="pyproject.toml"; EXTRAS="dev,local" ;;
+  core)         DIR=".venv";                PINS="pyproject.toml"; EXTRAS="dev,chat" ;;
+  local)        DIR=".venv";                PINS="pyproject.toml"; EXTRAS="dev,chat,local" ;;
   llamafactory) DIR=".venvs/llamafactory";  PINS="requirements/llamafactory.txt" ;;
   axolotl)      DIR=".venvs/axolotl";       PINS="requirements/axolotl.txt" ;;
   vllm)         DIR=".venvs/vllm";          PINS="requirements/vllm.txt" ;;

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +25,9 @@ LF_ENV = ROOT / ".venvs" / "llamafactory"
 LF_PYTHON = LF_ENV / "bin" / "python"
 LF_CLI = LF_ENV / "bin" / "llamafactory-cli"
 REQUIRE_ENGINES = os.environ.get("FIN_DISTILL_REQUIRE_ENGINES") == "1"
+MODEL = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct"  # make model
+LLAMA_SERVER = ROOT / ".venvs" / "llamacpp" / "bin" / "llama-server"  # make llamacpp
+RECIPE = "recipes/llamafactory/smollm2-135m-instruct_finsight_lora.yaml"
 # Offline, quiet engines: no hub, no telemetry, no version check.
 ENGINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -119,6 +123,31 @@ def distilled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert main([*argv, "--no-progress"]) == 0
         outs[task] = out
     return outs
+
+
+def need_real_model() -> None:
+    """Skip (or, under `make test`, fail) without the real SmolLM2-135M-Instruct or llama.cpp's server."""
+    checked = subprocess.run([sys.executable, str(ROOT / "scripts" / "get_model.py"), "--check"], capture_output=True)
+    missing = [what for what, ok in (("make model", checked.returncode == 0), ("make llamacpp",
+               LLAMA_SERVER.exists())) if not ok]  # fmt: skip
+    if missing:
+        message = f"the real model or the CPU engine is missing: run {' and '.join(missing)} (or make test)"
+        pytest.fail(message) if REQUIRE_ENGINES else pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def adapter(distilled: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six LoRA steps of the SmolLM2 recipe on the distilled samples: enough to move the answers."""
+    need_engine()
+    need_real_model()
+    out = tmp_path_factory.mktemp("smollm2") / "lora"
+    result = subprocess.run(
+        ["sh", "scripts/train.sh", "llamafactory", RECIPE, f"dataset_dir={distilled['finsight']}", f"output_dir={out}",
+         "max_steps=6", "logging_steps=1", "warmup_ratio=0"],
+        cwd=ROOT, env=engine_env(), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
 
 
 stop_process = stop_session  # tests stop what they start exactly as eval.run does

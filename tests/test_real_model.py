@@ -13,38 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REQUIRE_ENGINES, ROOT, engine_env, need_engine
+from .conftest import LLAMA_SERVER, MODEL, RECIPE, ROOT, engine_env, need_engine, need_real_model
 from .test_eval_llamafactory import processes_mentioning
 
-MODEL = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct"
 GGUF = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-LLAMA_SERVER = ROOT / ".venvs" / "llamacpp" / "bin" / "llama-server"
-RECIPE = "recipes/llamafactory/smollm2-135m-instruct_finsight_lora.yaml"
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-
-
-def need_real_model() -> None:
-    checked = subprocess.run([sys.executable, str(ROOT / "scripts" / "get_model.py"), "--check"], capture_output=True)
-    missing = [what for what, ok in (("make model", checked.returncode == 0), ("make llamacpp",
-               LLAMA_SERVER.exists())) if not ok]  # fmt: skip
-    if missing:
-        message = f"the real model or the CPU engine is missing: run {' and '.join(missing)} (or make test)"
-        pytest.fail(message) if REQUIRE_ENGINES else pytest.skip(message)
-
-
-@pytest.fixture(scope="module")
-def adapter(distilled: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six LoRA steps of the SmolLM2 recipe on the distilled samples: enough to move the answers."""
-    need_engine()
-    need_real_model()
-    out = tmp_path_factory.mktemp("smollm2") / "lora"
-    result = subprocess.run(
-        ["sh", "scripts/train.sh", "llamafactory", RECIPE, f"dataset_dir={distilled['finsight']}", f"output_dir={out}",
-         "max_steps=6", "logging_steps=1", "warmup_ratio=0"],
-        cwd=ROOT, env=engine_env(), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return out
 
 
 def test_the_adapter_covers_the_recipes_layers_and_nothing_below(adapter: Path) -> None:

@@ -244,31 +244,6 @@ def test_sweep_runs_the_grid_and_tabulates_the_losses(distilled: dict[str, Path]
         assert adapter["r"] == int(r["lora_rank"]) and adapter["lora_alpha"] == 2 * int(r["lora_rank"])
 
 
-def test_the_web_chat_comes_up(trained: dict[str, Path], tmp_path: Path) -> None:
-    """scripts/chat.sh: LLaMA-Factory's Gradio web chat with the trained adapter serves its page on 127.0.0.1."""
-    import urllib.request
-
-    recipe = "qwen2.5-7b-instruct_finsight_qlora"
-    port = free_port()
-    log = tmp_path / "chat.log"
-    argv = ["sh", str(ROOT / "scripts" / "chat.sh"), f"recipes/llamafactory/serve/{recipe}.yaml", "--smoke",
-            f"adapter_name_or_path={trained[recipe]}"]  # fmt: skip
-    proc = start_in_session(argv, log, engine_env(GRADIO_SERVER_PORT=str(port)))
-    try:
-        deadline, page = time.monotonic() + 180, ""
-        while not page:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the web chat did not come up within 180 s"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-                    page = response.read().decode("utf-8", "replace")
-            except OSError:
-                time.sleep(0.5)
-    finally:
-        stop_process(proc)
-    assert "<html" in page and "gradio" in page.lower()
-
-
 def test_a_recipe_kept_outside_the_repository_is_composed_for_its_engine(tmp_path: Path) -> None:
     own = tmp_path / "my_recipe.yaml"
     own.write_text((RECIPES / "gpt2_qa_full.yaml").read_text())
