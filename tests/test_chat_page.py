@@ -4,6 +4,7 @@ real SmolLM2-135M-Instruct served by llama.cpp, a trained adapter and the rules 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from pathlib import Path
@@ -17,8 +18,8 @@ import matplotlib.pyplot as plt
 
 from data_gen.tasks.loader import load_task
 from eval.answer_view import Shown, render
-from eval.backends import free_port
-from eval.chat import check_text, find_reports, report_markdown
+from eval.backends import Served, ServerProcess, free_port
+from eval.chat import ChatConfig, Compare, Panel, check_text, find_reports, report_markdown
 
 from .browser import browser_page, chat_page, need_browser
 from .conftest import MODEL, ROOT, need_real_model
@@ -71,22 +72,48 @@ def test_reports_are_found_newest_first_and_their_plots_linked_and_nothing_outsi
     assert report_markdown(tmp_path, "../../etc/passwd").startswith("Not a report under")
 
 
-class Loading(JSONHandler):
-    """llama.cpp's answer while its model loads."""
+def test_a_qa_answer_is_a_paragraph() -> None:
+    html = render(load_task("qa"), Shown("EBITDA is earnings before interest, taxes, depreciation and amortisation."))
+    assert 'class="verdict ok"' in html and '<div class="field" data-field="answer">' in html
+
+
+def test_a_server_that_has_exited_is_named_with_its_log(tmp_path: Path) -> None:
+    process = ServerProcess(["true"], tmp_path / "base.log")
+    process.start()
+    process.proc.wait(timeout=10)
+    served = Served("base", "http://127.0.0.1:9/v1", "base", {"backend": "llamacpp"}, process)
+    config = ChatConfig(model="m", backend="llamacpp")
+    compare = Compare(config, FINSIGHT, [Panel("base", "m", "student", served)])
+    shown = asyncio.run(compare.ask(compare.panels[0], NOKIA))
+    assert shown.error == f"The base server has stopped (exit status 0); see {tmp_path / 'base.log'}."
+
+
+class Failing(JSONHandler):
+    """llama.cpp's answer while its model loads (503), or a server error (500)."""
+
+    status = 503
 
     def do_POST(self) -> None:
         self.read_json()
-        self.send_json(503, {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}})
+        message = "Loading model" if self.status == 503 else "the model crashed"
+        self.send_json(self.status, {"error": {"code": self.status, "message": message, "type": "server_error"}})
+
+
+class Crashing(Failing):
+    status = 500
 
 
 @pytest.mark.slow
-def test_the_page_tells_a_loading_model_and_a_server_that_is_down_apart(tmp_path: Path) -> None:
+def test_the_page_tells_a_loading_model_a_failing_and_a_dead_server_apart(tmp_path: Path) -> None:
     need_browser()
-    server = LoopbackServer(0, Loading)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    loading, crashing = LoopbackServer(0, Failing), LoopbackServer(0, Crashing)
+    for server in (loading, crashing):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
     down = free_port()  # nothing listens there
+    cases = ((loading.server_address[1], "still loading"), (crashing.server_address[1], "the model crashed"),
+             (down, "does not answer"))  # fmt: skip
     try:
-        for endpoint, expected in ((server.server_address[1], "still loading"), (down, "does not answer")):
+        for endpoint, expected in cases:
             args = ["--backend", "endpoint", "--endpoint", f"http://127.0.0.1:{endpoint}/v1", "--model", "m",
                     "--reports", str(tmp_path)]  # fmt: skip
             with chat_page(args, tmp_path / f"chat-{endpoint}.log", free_port()) as url, browser_page() as page:
@@ -98,7 +125,8 @@ def test_the_page_tells_a_loading_model_and_a_server_that_is_down_apart(tmp_path
                 assert expected in notice.inner_text()
                 assert "Traceback" not in page.content()
     finally:
-        server.shutdown()
+        loading.shutdown()
+        crashing.shutdown()
 
 
 @pytest.mark.engine
