@@ -62,7 +62,9 @@ real_teacher() {
   stage "teacher: SmolLM2-135M-Instruct as the teacher on $TEACHER_ROWS FPB rows (of a stable 10% sample)"
   LLAMA_KEY=none .venv/bin/python -m data_gen.distill --config data_gen/configs/fpb.yaml --input "$(input_for fpb)" \
     --sample 0.1 --limit "$TEACHER_ROWS" --teacher openai --base-url "http://127.0.0.1:$port/v1" --model smollm2-135m \
-    --api-key-env LLAMA_KEY --concurrency 4 --out "$WORK/teacher/data" --no-progress >&2 || true  # the summary is the result
+    --api-key-env LLAMA_KEY --concurrency 4 --timeout 900 --out "$WORK/teacher/data" --no-progress >&2 || true
+  # (the summary is the result; --timeout: a 2,048-token reply at 25-40 tokens/s per slot takes 50-85 s on 2 cores
+  # and more when they are shared, and the default 120 s would time out and re-ask what is still being generated)
   kill $server; trap - EXIT
 }
 
