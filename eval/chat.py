@@ -24,6 +24,7 @@ from data_gen.client.api import describe_error
 from data_gen.client.types import ChatRequest
 from data_gen.errors import ConfigError, run_cli
 from data_gen.options import build_parser, load_config, option
+from data_gen.redact import redact
 from data_gen.tasks.loader import load_task
 from data_gen.tasks.task import Task
 from eval.answer_view import CSS, Shown, message, render, waiting
@@ -122,7 +123,7 @@ def friendly(panel: Panel, exc: BaseException) -> str:
     status = getattr(exc, "status_code", None)
     if status == 503:
         return f"The {panel.label} model is still loading; try again in a few seconds."
-    described = describe_error(exc)
+    described = redact(describe_error(exc))  # a server may echo the key it was sent
     if "connect" in described.lower() or isinstance(exc, ConnectionError):
         where = panel.served.base_url if panel.served is not None else "the teacher"
         return f"The {panel.label} server at {where} does not answer ({described})."

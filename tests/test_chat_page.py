@@ -16,10 +16,11 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from data_gen.redact import register
 from data_gen.tasks.loader import load_task
 from eval.answer_view import Shown, render
 from eval.backends import Served, ServerProcess, free_port
-from eval.chat import ChatConfig, Compare, Panel, check_text, find_reports, report_markdown
+from eval.chat import ChatConfig, Compare, Panel, check_text, find_reports, friendly, report_markdown
 
 from .browser import browser_page, chat_page, need_browser
 from .conftest import MODEL, ROOT, need_real_model
@@ -86,6 +87,13 @@ def test_a_server_that_has_exited_is_named_with_its_log(tmp_path: Path) -> None:
     compare = Compare(config, FINSIGHT, [Panel("base", "m", "student", served)])
     shown = asyncio.run(compare.ask(compare.panels[0], NOKIA))
     assert shown.error == f"The base server has stopped (exit status 0); see {tmp_path / 'base.log'}."
+
+
+def test_an_error_that_echoes_the_key_is_masked_on_the_page() -> None:
+    key = "sk-test-0123456789abcdef0123"
+    register(key)
+    shown = friendly(Panel("base", "m", "student"), RuntimeError(f"401: invalid key {key}"))
+    assert key not in shown and shown.startswith("The base model failed:")
 
 
 class Failing(JSONHandler):
