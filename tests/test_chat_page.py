@@ -96,6 +96,12 @@ def test_an_error_that_echoes_the_key_is_masked_on_the_page() -> None:
     assert key not in shown and shown.startswith("The base model failed:")
 
 
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll('input, textarea, select, button')]
+    .filter(e => e.offsetParent !== null && e.type !== 'hidden')
+    .filter(e => !(e.getAttribute('aria-label') || (e.labels && e.labels.length) || e.innerText.trim() || e.title))
+    .map(e => e.outerHTML.slice(0, 120))"""
+
+
 class Failing(JSONHandler):
     """llama.cpp's answer while its model loads (503), or a server error (500)."""
 
@@ -126,6 +132,8 @@ def test_the_page_tells_a_loading_model_a_failing_and_a_dead_server_apart(tmp_pa
                     "--reports", str(tmp_path)]  # fmt: skip
             with chat_page(args, tmp_path / f"chat-{endpoint}.log", free_port()) as url, browser_page() as page:
                 page.goto(url)
+                page.get_by_role("button", name="Send").wait_for(timeout=30_000)
+                assert page.evaluate(UNNAMED_CONTROLS) == []  # every control says what it is
                 page.get_by_label("Your text").fill(NOKIA)
                 page.get_by_role("button", name="Send").click()
                 notice = page.locator("#panel-base .verdict.error")
