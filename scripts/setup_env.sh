@@ -27,9 +27,20 @@ case "$ENV_NAME" in
 esac
 [ -f "$PINS" ] || { echo "setup_env.sh: pin file $PINS is missing" >&2; exit 2; }
 
-STAMP="$DIR/.fin-distill-pins"
-WANT="$(cat "$PINS" | cksum) ${EXTRAS:-}"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$DIR/bin/python" ]; then
+STAMP="$DIR/.fin-distill-pins"  # "<cksum of the pins> <extras installed>"
+PINSUM="$(cat "$PINS" | cksum)"
+WANT="$PINSUM ${EXTRAS:-}"
+# up to date: the same pins, and every extra wanted already installed (core's dev,chat are inside local's
+# dev,chat,local, so `make test` followed by `make demo` installs nothing twice)
+up_to_date() {
+  [ -f "$STAMP" ] && [ -x "$DIR/bin/python" ] || return 1
+  have="$(cat "$STAMP")"
+  case "$have" in "$PINSUM "*) ;; *) return 1 ;; esac
+  for extra in $(echo "${EXTRAS:-}" | tr ',' ' '); do
+    case ",${have#"$PINSUM "}," in *",$extra,"*) ;; *) return 1 ;; esac
+  done
+}
+if up_to_date; then
   echo "environment '$ENV_NAME' is up to date ($DIR)"
   exit 0
 fi
