@@ -3,8 +3,8 @@
 Every row ends as a Record or a rejection with a reason; whole-file problems raise InputError with one line that
 names the file (and the row, column or byte) before anything is spent.
 
-Formats: CSV, TSV, JSONL, JSON, Parquet, a directory written by ``datasets.save_to_disk``, Financial PhraseBank
-``sentence@label`` text files, and plain text with one item per line.
+Formats: CSV, TSV, JSONL, JSON, Parquet, a directory written by ``datasets.save_to_disk`` (the tabular ones read in
+chunks by ``tables.py``), Financial PhraseBank ``sentence@label`` text files, and plain text with one item per line.
 
 Text rules (the same for distillation and evaluation): a file starting with a UTF-8, UTF-16 or UTF-32 byte order
 mark is read in that encoding; otherwise UTF-8, unless most of the lines that are not plain ASCII fail to decode
@@ -24,7 +24,8 @@ from typing import Any
 
 from data_gen.errors import InputError
 from data_gen.sources.records import Record, Rejected, SourceReport, duplicate, text_id
-from data_gen.sources.splits import in_sample
+from data_gen.sources.splits import in_sample, shard_of
+from data_gen.sources.tables import table_chunks
 from data_gen.sources.text import (
     check_encoding,
     decode_errors,
@@ -45,7 +46,6 @@ FORMAT_BY_SUFFIX = {
     ".txt": "txt",
 }
 FPB_LABELS = ("positive", "negative", "neutral")
-CHUNK_ROWS = 10_000  # rows per chunk read from tabular files
 
 
 def detect_format(path: Path) -> str:
@@ -86,6 +86,7 @@ class Source:
         max_chars: int = 20_000,
         limit: int | None = None,
         sample: float | None = None,
+        shard: tuple[int, int] | None = None,
         extra_columns: tuple[str, ...] = (),
         control_characters: str = "reject",
         allow_empty: bool = False,
@@ -103,7 +104,7 @@ class Source:
         self.encoding, self.hf_split, self.max_chars, self.limit = encoding, hf_split, max_chars, limit
         if sample is not None and not 0 < sample <= 1:
             raise InputError(f"--sample must be a fraction in (0, 1], got {sample}")
-        self.sample = sample
+        self.sample, self.shard = sample, shard
         self.report = SourceReport(format=self.format)
 
     def __iter__(self) -> Iterator[Record | Rejected]:
@@ -123,13 +124,17 @@ class Source:
             if self.limit is not None and report.rows >= self.limit:
                 break
             item = values if isinstance(values, Rejected) else self._item(row, values, text_key, label_key)
-            if self.sample is not None and not in_sample(item.id or f"row {row}", self.sample):
+            key = item.id or f"row {row}"  # a row rejected before it has an id goes by its position
+            if self.shard is not None and shard_of(key, self.shard[1]) != self.shard[0]:
+                report.outside_shard += 1
+                continue
+            if self.sample is not None and not in_sample(key, self.sample):
                 report.outside_sample += 1
                 continue
             report.rows += 1
             yield item
         self._check_columns(final=True)
-        if report.rows == 0 and not self.allow_empty:
+        if report.rows == 0 and not self.allow_empty and not report.outside_shard:  # a shard may take no row
             raise InputError(f"{self.path}: no rows (the file is empty, or holds only a header or blank lines)")
 
     def _item(self, row: int, values: dict[str, Any], text_key: str, label_key: str | None) -> Record | Rejected:
@@ -217,50 +222,15 @@ class Source:
     # ---------------- tabular formats: chunks of rows through pandas / pyarrow / datasets ----------------
     def _table_rows(self, encoding: str) -> Iterator[tuple[int, dict[str, Any]]]:
         row = 0
-        for chunk in self._chunks(encoding):
+        for chunk in table_chunks(self.path, self.format, encoding, self.hf_split):
             if not self.report.columns:
                 self.report.columns = [str(c) for c in chunk.columns]
                 self._check_columns()
             for values in chunk.to_dict(orient="records"):
                 row += 1
                 yield row, {str(k): v for k, v in values.items()}
-            if self.limit is not None and self.sample is None and row >= self.limit:
+            if self.limit is not None and self.sample is None and self.shard is None and row >= self.limit:
                 return
-
-    def _chunks(self, encoding: str) -> Iterator[Any]:
-        import pandas as pd
-
-        path = self.path
-        if self.format in ("csv", "tsv"):
-            sep = "\t" if self.format == "tsv" else ","
-            try:
-                with path.open("rb") as handle:  # pandas decodes; object columns can hold what did not decode
-                    yield from pd.read_csv(
-                        handle, sep=sep, dtype=object, keep_default_na=False, na_filter=False, chunksize=CHUNK_ROWS,
-                        encoding=encoding, encoding_errors=decode_errors(encoding),
-                    )  # fmt: skip
-            except pd.errors.EmptyDataError:
-                raise InputError(f"{path}: the file is empty") from None
-            except pd.errors.ParserError as exc:
-                raise InputError(f"{path}: malformed {self.format.upper()}: {exc}".strip()) from None
-            except UnicodeEncodeError:  # an undecodable byte where pandas wanted an index (rows wider than the header)
-                raise InputError(f"{path}: malformed {self.format.upper()}: rows with more fields than the header, "
-                                 "and bytes that do not decode") from None  # fmt: skip
-        elif self.format == "parquet":
-            import pyarrow.parquet as pq
-
-            try:
-                parquet = pq.ParquetFile(path)
-            except Exception as exc:
-                raise InputError(f"{path}: not a readable Parquet file ({exc})".splitlines()[0]) from None
-            for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
-                yield batch.to_pandas()
-        elif self.format == "hf":
-            dataset = _load_hf(path, self.hf_split)
-            for start in range(0, len(dataset), CHUNK_ROWS):
-                yield dataset.select(range(start, min(start + CHUNK_ROWS, len(dataset)))).to_pandas()
-        else:  # a JSON array is one document: it is read whole (use JSONL for very large inputs)
-            yield _read_json_array(path, encoding)
 
 
 def _json_object(line: str) -> tuple[dict[str, Any], str | None]:
@@ -272,48 +242,6 @@ def _json_object(line: str) -> tuple[dict[str, Any], str | None]:
     if not isinstance(value, dict):
         return {}, f"expected a JSON object, got {type(value).__name__}"
     return value, None
-
-
-def _read_json_array(path: Path, encoding: str):
-    import pandas as pd
-
-    try:
-        value = json.loads(path.read_text(encoding=encoding, errors=decode_errors(encoding)))
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-            "for one object per line use a .jsonl file or --input-format jsonl"
-        ) from None
-    if isinstance(value, dict):  # {"data": [...]} or a column-oriented mapping
-        lists = {k: v for k, v in value.items() if isinstance(v, list)}
-        if len(lists) == 1 and all(isinstance(x, dict) for x in next(iter(lists.values()))):
-            value = next(iter(lists.values()))
-        elif lists and len({len(v) for v in lists.values()}) == 1:
-            return pd.DataFrame(lists)
-    if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
-        raise InputError(f"{path}: expected a JSON array of objects (one per row)")
-    if not value:
-        raise InputError(f"{path}: the file is empty")
-    return pd.DataFrame.from_records(value)
-
-
-def _load_hf(path: Path, split: str | None):
-    import datasets
-
-    try:
-        loaded = datasets.load_from_disk(str(path))
-    except Exception as exc:
-        raise InputError(f"{path}: cannot load the saved dataset ({exc})".splitlines()[0]) from None
-    if isinstance(loaded, datasets.DatasetDict):
-        names = list(loaded)
-        if split is None:
-            if len(names) != 1:
-                raise InputError(f"{path}: a DatasetDict with splits {', '.join(names)}; choose one with --hf-split")
-            split = names[0]
-        if split not in loaded:
-            raise InputError(f"{path}: no split {split!r}; the splits are: {', '.join(names)}")
-        loaded = loaded[split]
-    return loaded
 
 
 def read_source(path: str | Path, **options: Any) -> SourceReport:
