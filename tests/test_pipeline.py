@@ -228,3 +228,19 @@ def test_a_sampled_run_accounts_for_the_rows_it_left_out(distill) -> None:
     assert 100 < counts["input"] < 200 and counts["input"] + facts["outside_sample"] == 300
     assert counts["accepted"] + counts["rejected"] == counts["input"]
     assert f"--sample 0.5: {facts['outside_sample']} rows of the file left out" in run.out
+
+
+def test_shards_take_every_row_once_and_keep_each_rows_split(distill, tmp_path: Path) -> None:
+    whole = distill(*news_args("--no-dedup"), out=tmp_path / "whole")
+    parts = [distill(*news_args("--no-dedup", "--shard", f"{k}/2"), out=tmp_path / f"part{k}") for k in (1, 2)]
+    assert all(part.code == 0 for part in parts), [part.err for part in parts]
+    assert sum(part.manifest["counts"]["input"] for part in parts) == 300
+    assert all(part.manifest["input"]["shard"] == [k, 2] for k, part in enumerate(parts, 1))
+
+    def splits(run) -> dict[str, str]:
+        return {row["id"]: row["split"] for row in run.jsonl("examples.jsonl")}
+
+    first, second = splits(parts[0]), splits(parts[1])
+    assert first | second == splits(whole) and not first.keys() & second.keys()
+    bad = distill(*news_args("--shard", "3/2"))
+    assert bad.code == 2 and "--shard 3/2: K must be between 1 and N" in bad.err

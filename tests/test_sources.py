@@ -11,7 +11,7 @@ import pytest
 from data_gen.errors import InputError
 from data_gen.sources.readers import read_source
 from data_gen.sources.records import text_id
-from data_gen.sources.splits import assign_split
+from data_gen.sources.splits import assign_split, parse_shard
 
 ROWS = [
     {"id": "a1", "text": "Acme Corp's net sales rose 12% to EUR 40 mn.", "label": "positive"},
@@ -208,3 +208,36 @@ def test_a_sample_is_stable_spread_over_a_sorted_file_and_independent_of_its_ord
     assert 0.05 <= test_share <= 0.15  # the sample's hash is not the split's: a sample keeps every split
     with pytest.raises(InputError, match="--sample must be a fraction"):
         read_source(sorted_file, text_column="text", sample=1.5)
+
+
+def test_shards_split_the_rows_exactly_and_evenly(tmp_path: Path) -> None:
+    rows = [{"id": f"r{i}", "text": f"Row {i}."} for i in range(2000)]
+    path = write_table(tmp_path / "rows.jsonl", rows, "jsonl")
+    taken = [read_source(path, text_column="text", id_column="id", shard=(k, 3)) for k in (1, 2, 3)]
+    ids = [{r.id for r in part.records} for part in taken]
+    assert set().union(*ids) == {r["id"] for r in rows} and sum(len(i) for i in ids) == 2000  # all, none twice
+    assert all(600 <= len(i) <= 734 for i in ids)
+    assert all(part.rows + part.outside_shard == 2000 for part in taken)
+    one = write_table(tmp_path / "one.jsonl", rows[:1], "jsonl")
+    counts = [read_source(one, text_column="text", id_column="id", shard=(k, 5)).rows for k in range(1, 6)]
+    assert sorted(counts) == [0, 0, 0, 0, 1]  # an empty shard is no error
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("2/8", {}, (2, 8)),
+        ("slurm", {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "4"}, (1, 4)),
+        ("slurm", {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "4"}, (4, 4)),
+        ("0/4", {}, "K must be between 1 and N"),
+        ("5/4", {}, "K must be between 1 and N"),
+        ("2of8", {}, "--shard takes K/N"),
+        ("slurm", {}, "needs SLURM_ARRAY_TASK_ID"),
+    ],
+)
+def test_shard_numbers_and_their_errors(text: str, env: dict[str, str], expected: object) -> None:
+    if isinstance(expected, tuple):
+        assert parse_shard(text, env) == expected
+    else:
+        with pytest.raises(ValueError, match=expected):
+            parse_shard(text, env)

@@ -167,6 +167,7 @@ def validate(config: DistillConfig) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more")
     if config.limit is not None and config.limit < 1:
         raise ConfigError("--limit must be at least 1")
+    config.shard_numbers()  # a malformed --shard is one line here, before anything is read
     for path in config.decontaminate:
         if not Path(path).exists():
             raise ConfigError(f"--decontaminate: evaluation set not found: {path}")

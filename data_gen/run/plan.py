@@ -53,6 +53,8 @@ def estimate(
         "rows": prepared.source.rows,
         "sample": config.sample,
         "outside_sample": prepared.source.outside_sample,
+        "shard": config.shard_numbers(),
+        "outside_shard": prepared.source.outside_shard,
         "rejected_before_asking": prepared.input_rejected,
         "rejected_by_reason": dict(work.reject_counts().most_common()),
         "requests": to_send,

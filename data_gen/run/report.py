@@ -120,6 +120,8 @@ def build_manifest(
             "label_column": config.label_column,
             "sample": config.sample,
             "outside_sample": prepared.source.outside_sample,
+            "shard": list(shard) if (shard := config.shard_numbers()) else None,
+            "outside_shard": prepared.source.outside_shard,
             "notes": prepared.source.notes,
         },
         "counts": counts,
@@ -267,10 +269,14 @@ def write_card(out: Path, manifest: dict[str, Any]) -> None:
 
 
 def sampled(facts: dict[str, Any]) -> str:
-    """`` (--sample F: N rows of the file left out)`` for a sampled input, else nothing."""
-    if facts.get("sample") is None:
-        return ""
-    return f" (--sample {facts['sample']:g}: {facts['outside_sample']:,} rows of the file left out)"
+    """`` (shard K/N: M rows are the other shards'; --sample F: N rows of the file left out)`` where they apply."""
+    notes = []
+    if facts.get("shard"):
+        k, n = facts["shard"]
+        notes.append(f"shard {k}/{n}: {facts['outside_shard']:,} rows are the other shards'")
+    if facts.get("sample") is not None:
+        notes.append(f"--sample {facts['sample']:g}: {facts['outside_sample']:,} rows of the file left out")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def summary_lines(manifest: dict[str, Any], out: str) -> list[str]:

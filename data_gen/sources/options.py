@@ -3,12 +3,15 @@ sets)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data_gen.errors import ConfigError
 from data_gen.options import option
 from data_gen.sources.readers import Source
+from data_gen.sources.splits import parse_shard
 
 
 @dataclass
@@ -32,7 +35,18 @@ class SourceOptions:
     sample: float | None = option(
         None, "take a stable fraction F of the rows, spread over the file (by a hash of the row id)", metavar="F"
     )
+    shard: str | None = option(None, "this run's share of the rows by a hash of the row id: K/N, or slurm (the array "
+                               "task's)", metavar="K/N")  # fmt: skip
     limit: int | None = option(None, "read only the first N rows (of the sample, with --sample)")
+
+    def shard_numbers(self) -> tuple[int, int] | None:
+        """``--shard`` as (K, N), or None; a ConfigError names what is wrong with it."""
+        if self.shard is None:
+            return None
+        try:
+            return parse_shard(self.shard, os.environ)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def source(self, path: str | Path, text_column: str, control_characters: str = "reject") -> Any:
         """The streamed reader of ``path`` with these options (``text_column`` when none is configured; the task's
@@ -48,5 +62,6 @@ class SourceOptions:
             self.max_chars,
             self.limit,
             self.sample,
+            self.shard_numbers(),
             control_characters=control_characters,
         )

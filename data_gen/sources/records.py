@@ -45,6 +45,7 @@ class SourceReport:
     columns: list[str] = field(default_factory=list)
     rows: int = 0  # rows taken (inside the sample, up to the limit): each ends accepted or rejected
     outside_sample: int = 0  # rows that --sample left out (read, never asked)
+    outside_shard: int = 0  # rows that belong to the other --shard runs
     notes: list[str] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
