@@ -20,6 +20,11 @@ GGUF = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 
+def eval_servers() -> list[str]:
+    """The llama.cpp servers eval.run started (named base and tuned); not another job's on the same machine."""
+    return processes_mentioning("--alias base ") + processes_mentioning("--alias tuned ")
+
+
 def test_the_adapter_covers_the_recipes_layers_and_nothing_below(adapter: Path) -> None:
     """The recipe lists the linear layers of decoder layers 6-29 by name (LLaMA-Factory has no layer range): PEFT
     must have put an adapter on exactly those."""
@@ -120,7 +125,7 @@ def test_llamacpp_serves_the_base_and_the_trained_adapter_for_eval(
         row = json.loads(line)
         answers.setdefault(row["model"], []).append(row["raw"])
     assert answers["base"] != answers["tuned"]  # the adapter is applied
-    assert not processes_mentioning(str(adapter)) and not processes_mentioning("llama-server --model")
+    assert not processes_mentioning(str(adapter)) and not eval_servers()
 
 
 def test_a_sweep_scored_by_eval_run_ranks_its_students_by_accuracy(distilled: dict[str, Path], tmp_path: Path) -> None:
@@ -152,4 +157,4 @@ def test_a_sweep_scored_by_eval_run_ranks_its_students_by_accuracy(distilled: di
         assert 0 <= float(row["json_valid"]) <= 1
         base_from_cache.append(scored["models"]["base"]["from_cache"])
     assert sorted(base_from_cache) == [0, 2]  # the second evaluation found the base's answers in the shared store
-    assert not processes_mentioning("llama-server --model")
+    assert not eval_servers()
