@@ -16,12 +16,12 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from data_gen.client.api import describe_error
-from data_gen.client.types import ChatRequest
+from data_gen.client.types import ChatRequest, normalize_endpoint
 from data_gen.errors import ConfigError, run_cli
 from data_gen.options import build_parser, load_config, option
 from data_gen.redact import redact
@@ -39,6 +39,8 @@ LABELS = {"base": "base", "tuned": "student", "teacher": "teacher"}
 class ChatConfig(ModelOptions):
     """The models to compare (``ModelOptions``, as in ``eval.run``) and where the page listens."""
 
+    student_endpoint: str | None = option(None, "the student's own running server, when --endpoint serves only the "
+                                          "base", group="models", metavar="URL")  # fmt: skip
     prompt: str = option("student", "system prompt for base and student: student or teacher", group="models",
                          metavar="WHICH", choices=["student", "teacher"])  # fmt: skip
     host: str = option("127.0.0.1", "address the page listens on", group="page", metavar="HOST")
@@ -179,11 +181,16 @@ def build_page(compare: Compare, reports: Path) -> Any:
 
 
 def panels_for(config: ChatConfig, served: list[Served]) -> list[Panel]:
+    """One panel per served model (the student on --student-endpoint when it has its own server), then the teacher."""
     panels = []
     for model in served:
+        if model.label == "tuned" and config.student_endpoint:
+            where = normalize_endpoint(config.student_endpoint)
+            model = replace(model, base_url=config.student_endpoint, identity={**model.identity, "endpoint": where})
         label = LABELS.get(model.label, model.label)
         what = model.identity.get("adapter") or model.identity.get("model") or model.name
-        panels.append(Panel(label, f"`{what}` · {model.identity.get('backend')}", config.prompt, model))
+        place = model.identity.get("endpoint") or model.identity.get("backend")
+        panels.append(Panel(label, f"`{what}` · {place}", config.prompt, model))
     if config.teacher:
         what = config.teacher_model or "offline rules"
         panels.append(Panel("teacher", f"`{what}` · {config.teacher} (the teacher's full prompt)", "teacher"))
@@ -196,6 +203,8 @@ def validate(config: ChatConfig) -> None:
         raise ConfigError("nothing to show: pass --model (and --adapter) and/or --teacher")
     if config.max_input_chars < 1:
         raise ConfigError("--max-input-chars must be at least 1")
+    if config.student_endpoint and not (config.resolved_backend() == "endpoint" and config.adapter):
+        raise ConfigError("--student-endpoint is for --backend endpoint, with --adapter naming the student there")
 
 
 def main(argv: list[str] | None = None) -> int:

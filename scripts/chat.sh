@@ -4,6 +4,7 @@
 #                                      teacher, served by llama.cpp, on http://127.0.0.1:7860
 #   sh scripts/chat.sh --task qa       more eval.chat options after those defaults (python -m eval.chat --help)
 #   sh scripts/chat.sh --backend endpoint --endpoint http://127.0.0.1:8000/v1 --model NAME [--adapter NAME]
+#                                      [--student-endpoint URL: the student's own server]
 #                                      running servers instead: with --model or --endpoint, no defaults are added
 # Knobs (environment): MODEL (.cache/models/SmolLM2-135M-Instruct), ADAPTER (reports/demo/student; none: no student).
 set -eu

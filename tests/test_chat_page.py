@@ -16,11 +16,22 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from data_gen.errors import ConfigError
 from data_gen.redact import register
 from data_gen.tasks.loader import load_task
 from eval.answer_view import Shown, render
 from eval.backends import Served, ServerProcess, free_port
-from eval.chat import ChatConfig, Compare, Panel, check_text, find_reports, friendly, report_markdown
+from eval.chat import (
+    ChatConfig,
+    Compare,
+    Panel,
+    check_text,
+    find_reports,
+    friendly,
+    panels_for,
+    report_markdown,
+    validate,
+)
 
 from .browser import browser_page, chat_page, need_browser
 from .conftest import MODEL, ROOT, need_real_model
@@ -100,6 +111,20 @@ UNNAMED_CONTROLS = """() => [...document.querySelectorAll('input, textarea, sele
     .filter(e => e.offsetParent !== null && e.type !== 'hidden')
     .filter(e => !(e.getAttribute('aria-label') || (e.labels && e.labels.length) || e.innerText.trim() || e.title))
     .map(e => e.outerHTML.slice(0, 120))"""
+
+
+def test_base_and_student_on_two_running_servers() -> None:
+    config = ChatConfig(backend="endpoint", endpoint="http://127.0.0.1:8001/v1", model="base-model",
+                        adapter="student-model", student_endpoint="http://127.0.0.1:8002/v1")  # fmt: skip
+    validate(config)
+    identity = {"backend": "endpoint"}
+    served = [Served("base", config.endpoint, "base-model", {**identity, "model": "base-model"}),
+              Served("tuned", config.endpoint, "student-model", {**identity, "adapter": "student-model"})]  # fmt: skip
+    base, student = panels_for(config, served)
+    assert (base.served.base_url, student.served.base_url) == (config.endpoint, config.student_endpoint)
+    assert student.label == "student" and student.served.name == "student-model" and "8002" in student.title
+    with pytest.raises(ConfigError, match="--student-endpoint is for --backend endpoint"):
+        validate(ChatConfig(backend="llamacpp", model="m", adapter="a", student_endpoint="http://127.0.0.1:8002/v1"))
 
 
 class Failing(JSONHandler):
