@@ -208,6 +208,8 @@ def test_a_sample_is_stable_spread_over_a_sorted_file_and_independent_of_its_ord
     assert 0.05 <= test_share <= 0.15  # the sample's hash is not the split's: a sample keeps every split
     with pytest.raises(InputError, match="--sample must be a fraction"):
         read_source(sorted_file, text_column="text", sample=1.5)
+    with pytest.raises(InputError, match="--sample 1e-06 took none of its 3,000 rows; take a larger fraction"):
+        read_source(sorted_file, text_column="text", id_column="id", sample=1e-6)
 
 
 def test_shards_split_the_rows_exactly_and_evenly(tmp_path: Path) -> None:

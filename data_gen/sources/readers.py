@@ -135,6 +135,9 @@ class Source:
             yield item
         self._check_columns(final=True)
         if report.rows == 0 and not self.allow_empty and not report.outside_shard:  # a shard may take no row
+            if report.outside_sample:
+                raise InputError(f"{self.path}: --sample {self.sample:g} took none of its {report.outside_sample:,} "
+                                 "rows; take a larger fraction")  # fmt: skip
             raise InputError(f"{self.path}: no rows (the file is empty, or holds only a header or blank lines)")
 
     def _item(self, row: int, values: dict[str, Any], text_key: str, label_key: str | None) -> Record | Rejected:
