@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import REQUIRE_ENGINES, engine_env, start_in_session, stop_process
+from .conftest import REQUIRE_ENGINES, engine_env, start_in_session, stop_process, wait_until_answers
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -37,14 +35,7 @@ def chat_page(args: list[str], log: Path, port: int, timeout: float = 300.0) -> 
     proc = start_in_session([sys.executable, "-m", "eval.chat", "--port", str(port), *args], log, engine_env())
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert proc.poll() is None, f"eval.chat exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
-            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    break
-            assert time.monotonic() < deadline, f"the page did not open within {timeout:.0f} s:\n{log.read_text()}"
-            time.sleep(0.5)
+        wait_until_answers(url, proc, log, "eval.chat", timeout=timeout)
         yield url
     finally:
         stop_process(proc)

@@ -153,6 +153,24 @@ def adapter(distilled: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 stop_process = stop_session  # tests stop what they start exactly as eval.run does
 
 
+def wait_until_answers(url: str, proc: subprocess.Popen[bytes], log: Path, what: str,
+                       headers: dict[str, str] | None = None, timeout: float = 180.0) -> None:  # fmt: skip
+    """Poll ``GET url`` until it answers 200; fail with the log's tail if ``proc`` exits, or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
 def start_in_session(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Start a long-running command (a server) in its own session from the repository root, output to ``log``;
     stop it with ``stop_process``."""
@@ -196,20 +214,9 @@ def lf_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llamafactory-cli api exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                request = urllib.request.Request(base_url + "/models", headers={"Authorization": f"Bearer {api_key}"})
-                with urllib.request.urlopen(request, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llamafactory-cli api did not become ready within 180 s")
-            time.sleep(0.5)
+        wait_until_answers(
+            base_url + "/models", proc, log, "llamafactory-cli api", {"Authorization": f"Bearer {api_key}"}
+        )
         yield Server(base_url, api_key, log, proc)
     finally:
         stop_process(proc)

@@ -26,6 +26,7 @@ from tests.conftest import (
     recipe_module,
     start_in_session,
     stop_process,
+    wait_until_answers,
 )
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -160,20 +161,7 @@ def ask_when_ready(base_url: str, model: str, proc: subprocess.Popen[bytes], log
     from data_gen.client.api import ChatClient
     from data_gen.client.types import ChatRequest
 
-    deadline = time.monotonic() + 180
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"serve.sh exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            import urllib.request
-
-            with urllib.request.urlopen(base_url + "/models", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "the API server did not come up within 180 s"
-        time.sleep(0.5)
+    wait_until_answers(base_url + "/models", proc, log, "serve.sh")
 
     async def ask():
         client = ChatClient(base_url, model, api_key=None, timeout=120, max_retries=1)
