@@ -10,7 +10,7 @@ from data_gen.client.tokens import TokenCounter
 from data_gen.client.types import Usage, request_key
 from data_gen.run.config import kd_server
 from data_gen.run.ladder import Distiller
-from data_gen.run.report import sampled
+from data_gen.run.report import sampled, selection
 
 if TYPE_CHECKING:
     from data_gen.client.cache import ResponseCache
@@ -51,10 +51,7 @@ def estimate(
     worst = Usage(counted * (asks + 1), to_send * limit * (asks + 2))
     result: dict[str, Any] = {
         "rows": prepared.source.rows,
-        "sample": config.sample,
-        "outside_sample": prepared.source.outside_sample,
-        "shard": config.shard_numbers(),
-        "outside_shard": prepared.source.outside_shard,
+        **selection(config, prepared.source),
         "rejected_before_asking": prepared.input_rejected,
         "rejected_by_reason": dict(work.reject_counts().most_common()),
         "requests": to_send,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from data_gen.run.config import DistillConfig
     from data_gen.run.ladder import Outcome
     from data_gen.run.state import Prepared, RunContext, Stats
+    from data_gen.sources.records import SourceReport
     from data_gen.tasks.task import Task
 
 
@@ -118,10 +119,7 @@ def build_manifest(
             "encoding": prepared.source.encoding,
             "text_column": prepared.text_column,
             "label_column": config.label_column,
-            "sample": config.sample,
-            "outside_sample": prepared.source.outside_sample,
-            "shard": list(shard) if (shard := config.shard_numbers()) else None,
-            "outside_shard": prepared.source.outside_shard,
+            **selection(config, prepared.source),
             "notes": prepared.source.notes,
         },
         "counts": counts,
@@ -266,6 +264,17 @@ def write_card(out: Path, manifest: dict[str, Any]) -> None:
         ]
     atomic_write_text(out / "README.md", "\n".join(lines))
     atomic_write_json(out / "manifest.json", manifest)
+
+
+def selection(config: DistillConfig, source: SourceReport) -> dict[str, Any]:
+    """Which rows of the file the run took (--sample, --shard) and how many it left to others or out."""
+    shard = config.shard_numbers()
+    return {
+        "sample": config.sample,
+        "outside_sample": source.outside_sample,
+        "shard": list(shard) if shard else None,
+        "outside_shard": source.outside_shard,
+    }
 
 
 def sampled(facts: dict[str, Any]) -> str:
