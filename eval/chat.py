@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 ssr_mode=False,
                 quiet=True,
                 footer_links=[],
-            )  # fmt: skip  (blocks until Ctrl-C or SIGTERM; then the servers stop)
+            )  # blocks until Ctrl-C or SIGTERM; then the servers stop
         return 0
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops the servers like Ctrl-C does
