@@ -12,7 +12,7 @@ from data_gen.run.state import Prepared
 from data_gen.run.workspace import Workspace
 from data_gen.sources.dedup import Deduplicator
 from data_gen.sources.readers import texts_of
-from data_gen.sources.records import Record, Rejected, duplicate
+from data_gen.sources.records import OtherShard, Record, Rejected, duplicate
 from data_gen.tasks.task import Task
 
 log = logging.getLogger("data_gen")
@@ -23,11 +23,14 @@ EVAL_PREFIX = "eval:"  # ids of evaluation texts in the duplicate index
 def prepare(config: DistillConfig, task: Task, work: Workspace) -> Prepared:
     """Stream the input into the workspace: rejections, duplicates, normalized gold labels, rows to ask."""
     text_column = config.text_column or task.input_column
-    source = config.source(config.input or "", text_column, task.control_characters)
+    checks = config.dedup or bool(config.decontaminate)
+    # a --shard run's duplicate detection sees every row of the file (the other shards' are read, checked and
+    # registered, never asked), so it rejects exactly the rows that one process would: a near-duplicate pair
+    # split across two shards is caught, by the shard of the later row
+    source = config.source(config.input or "", text_column, task.control_characters, other_shards=checks)
     has_labels = bool(config.label_column) or source.format == "fpb"
     if has_labels and not task.labels:
         raise ConfigError(f"task {task.name} has no label field, so gold labels cannot be used; drop --label-column")
-    checks = config.dedup or bool(config.decontaminate)
     dedup = Deduplicator(near=True, threshold=config.near_dup_threshold, db=work.db) if checks else None
     if dedup is not None:
         for path in config.decontaminate:  # registered first: an input row like one of them is contaminated
@@ -36,6 +39,11 @@ def prepare(config: DistillConfig, task: Task, work: Workspace) -> Prepared:
     unknown: Counter = Counter()
     rejected = to_ask = 0
     for item in source:
+        if isinstance(item, OtherShard):  # checked as one process would check it, then left to its shard
+            other = item.record
+            if dedup is not None and work.first_row_of(other.id, other.row) is None:
+                dedup.check(other.id, other.text, f"row {other.row} ({other.id})")
+            continue
         if isinstance(item, Record):
             first = work.first_row_of(item.id, item.row)
             if first is not None:

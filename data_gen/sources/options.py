@@ -48,9 +48,11 @@ class SourceOptions:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
-    def source(self, path: str | Path, text_column: str, control_characters: str = "reject") -> Any:
+    def source(
+        self, path: str | Path, text_column: str, control_characters: str = "reject", other_shards: bool = False
+    ) -> Any:
         """The streamed reader of ``path`` with these options (``text_column`` when none is configured; the task's
-        rule for control characters)."""
+        rule for control characters; ``other_shards``: yield the other shards' rows too, as ``OtherShard``)."""
         return Source(
             path,
             self.input_format,
@@ -64,4 +66,5 @@ class SourceOptions:
             self.sample,
             self.shard_numbers(),
             control_characters=control_characters,
+            other_shards=other_shards,
         )

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from data_gen.errors import InputError
-from data_gen.sources.records import Record, Rejected, SourceReport, duplicate, text_id
+from data_gen.sources.records import OtherShard, Record, Rejected, SourceReport, duplicate, text_id
 from data_gen.sources.splits import in_sample, shard_of
 from data_gen.sources.tables import table_chunks
 from data_gen.sources.text import (
@@ -72,7 +72,8 @@ def detect_format(path: Path) -> str:
 
 
 class Source:
-    """A streamed input: iterate it for ``Record`` | ``Rejected``; ``report`` fills in as it goes."""
+    """A streamed input: iterate it for ``Record`` | ``Rejected`` (and ``OtherShard`` if asked); ``report`` fills
+    in as it goes."""
 
     def __init__(
         self,
@@ -90,8 +91,10 @@ class Source:
         extra_columns: tuple[str, ...] = (),
         control_characters: str = "reject",
         allow_empty: bool = False,
+        other_shards: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.other_shards = other_shards  # yield the other shards' rows too, as OtherShard (for duplicate checks)
         self.extra_columns = extra_columns
         self.control_characters = control_characters
         self.allow_empty = allow_empty
@@ -107,7 +110,7 @@ class Source:
         self.sample, self.shard = sample, shard
         self.report = SourceReport(format=self.format)
 
-    def __iter__(self) -> Iterator[Record | Rejected]:
+    def __iter__(self) -> Iterator[Record | Rejected | OtherShard]:
         report = self.report
         report.rows = 0
         encoding = "utf-8"
@@ -120,16 +123,20 @@ class Source:
         rows = whole_file_decoding(self.path, encoding, reader)
         text_key = "text" if self.format in ("fpb", "txt") else self.text_column
         label_key = "label" if self.format == "fpb" else self.label_column
+        taken = 0  # rows in the sample, of every shard: --limit counts these, so that shards add up to one run
         for row, values in rows:
-            if self.limit is not None and report.rows >= self.limit:
+            if self.limit is not None and taken >= self.limit:
                 break
             item = values if isinstance(values, Rejected) else self._item(row, values, text_key, label_key)
             key = item.id or f"row {row}"  # a row rejected before it has an id goes by its position
-            if self.shard is not None and shard_of(key, self.shard[1]) != self.shard[0]:
-                report.outside_shard += 1
-                continue
             if self.sample is not None and not in_sample(key, self.sample):
                 report.outside_sample += 1
+                continue
+            taken += 1
+            if self.shard is not None and shard_of(key, self.shard[1]) != self.shard[0]:
+                report.outside_shard += 1
+                if self.other_shards and isinstance(item, Record):
+                    yield OtherShard(item)
                 continue
             report.rows += 1
             yield item
@@ -232,7 +239,7 @@ class Source:
             for values in chunk.to_dict(orient="records"):
                 row += 1
                 yield row, {str(k): v for k, v in values.items()}
-            if self.limit is not None and self.sample is None and self.shard is None and row >= self.limit:
+            if self.limit is not None and self.sample is None and row >= self.limit:
                 return
 
 

@@ -36,6 +36,14 @@ class Rejected:
         return {"id": self.id, "row": self.row, "reason": self.reason, "detail": self.detail}
 
 
+@dataclass(frozen=True)
+class OtherShard:
+    """A row that another ``--shard`` run takes: read only so that duplicate detection sees every row of the
+    file, and decides for each row exactly what one process would (never asked, stored or counted here)."""
+
+    record: Record
+
+
 @dataclass
 class SourceReport:
     """What was read: facts for the manifest (filled while streaming), and, from ``read_source``, the rows."""
