@@ -186,6 +186,12 @@ class TrainingWriter:
             self.counts[name] = self.counts.get(name, 0) + 1
         return None
 
+    def copy(self, fmt: str, split: str, line: str) -> None:
+        """Write a record that was validated when it was first written (``data_gen.merge``), as it is."""
+        name = f"{fmt}_{split}.jsonl"
+        self.files.open(name).write(line if line.endswith("\n") else line + "\n")
+        self.counts[name] = self.counts.get(name, 0) + 1
+
     def finish(self, name: str, out_as_given: str, splits: list[str]) -> dict[str, Any]:
         """Registries for the files written (only non-empty splits get a file); returns what was written."""
         info: dict[str, Any] = {}
