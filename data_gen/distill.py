@@ -19,6 +19,7 @@ from data_gen.redact import RedactingFilter
 from data_gen.run.config import DistillConfig, validate
 from data_gen.run.pipeline import BudgetStop, distill
 from data_gen.run.report import summary_lines
+from data_gen.run.workers import ShardFailed, run_workers
 
 EPILOG = """
 Every input row ends accepted or rejected with a reason (rejects.jsonl); manifest.json has the counts, token
@@ -40,6 +41,12 @@ directory also gets README.md, a dataset card.
 folder is refused (--overwrite replaces a data_gen output of another job; files data_gen did not write are never
 touched). Keys are masked ([REDACTED]) in every error text, log line and file.
 
+More than one process: --workers N runs N shards of the job here (each in <out>/shards/K-of-N, resumable) and
+merges them into --out. On N machines (or a Slurm array: --shard slurm), run the same command with --shard K/N
+and its own --out on each, then `python -m data_gen.merge --out DIR SHARD_DIR...`. Every shard checks every row
+for duplicates, so the merged dataset is the one a single process writes; --max-cost and --max-tokens are the
+whole job's caps, each shard spending at most 1/N of them.
+
 exit status: 0 done, 2 bad input or configuration, 3 teacher unreachable or refusing, 4 stopped by the budget
 (outputs written, rerun with a higher cap to resume), 130 interrupted.
 """
@@ -58,9 +65,16 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> int:
         config = load_config(args, DistillConfig, validate)
-        command = ["python", "-m", "data_gen.distill", *(argv or sys.argv[1:])]
+        given = list(argv if argv is not None else sys.argv[1:])
+        command = ["python", "-m", "data_gen.distill", *given]
         try:
-            manifest = asyncio.run(distill(config, argv=command))
+            if config.workers > 1 and not config.dry_run:
+                manifest = run_workers(config, given)
+            else:
+                manifest = asyncio.run(distill(config, argv=command))
+        except ShardFailed as failed:
+            print(f"error: {failed}", file=sys.stderr)
+            return failed.code
         except BudgetStop as stop:
             for line in summary_lines(stop.manifest, config.out or ""):
                 print(line)

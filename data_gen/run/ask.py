@@ -9,6 +9,7 @@ from data_gen.client.limits import run_bounded
 from data_gen.client.pricing import Price
 from data_gen.run.config import DistillConfig
 from data_gen.run.ladder import Distiller, Outcome
+from data_gen.run.progress import ProgressFile
 from data_gen.run.report import example_meta
 from data_gen.run.state import Stats
 from data_gen.run.workspace import Workspace
@@ -23,6 +24,7 @@ async def ask_all(
 
     distiller = Distiller(config, task, teacher)
     stats = Stats()
+    shown = ProgressFile("ask")  # for a --workers parent's bar
     bar = tqdm(
         total=total,
         unit="row",
@@ -49,6 +51,7 @@ async def ask_all(
         elif outcome.reason != "batch_pending":
             work.reject(record.row, record.id, outcome.reason or "", outcome.detail, outcome.key)
         bar.update(1)
+        shown.update(stats.asked, total)
         if not bar.disable and (stats.asked % 25 == 0 or stats.asked == total):
             cost = f"${price.cost(stats.sent_usage):.4f}" if price is not None else "$?"
             bar.set_postfix_str(
@@ -61,4 +64,5 @@ async def ask_all(
         await run_bounded(work.rows(), distiller.ask, max(1, config.concurrency * 2), done)
     finally:
         bar.close()
+    shown.update(stats.asked, total, final=True)
     return stats, distiller

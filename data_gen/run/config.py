@@ -48,7 +48,7 @@ class DistillConfig(SourceOptions):
     timeout: float = option(120.0, "seconds before a request times out (then it is retried)")
     max_retries: int = option(6, "retries on 408/409/429/5xx, timeouts and dropped connections")
     prices: str = option("data_gen/configs/prices.yaml", "price table, USD per million tokens", metavar="PATH")
-    max_cost: float | None = option(None, "budget in USD for this output folder, every call counted")
+    max_cost: float | None = option(None, "budget in USD for this output folder, every call counted (--shard K/N: 1/N)")
     max_tokens: int | None = option(None, "budget in tokens, counted like --max-cost")
     tokenizer: str | None = option(None, "the teacher's tokenizer, for exact token counts", metavar="PATH")
 
@@ -87,6 +87,7 @@ class DistillConfig(SourceOptions):
     refresh_rejected: bool = option(False, "ask again for rows whose stored answers were rejected")
     batch_write: bool = option(False, "write OpenAI Batch input files instead of sending")
     batch_ingest: list[str] = option([], "store batch output files (OpenAI or vllm run-batch), then stop")
+    workers: int = option(1, "N --shard processes here, merged into --out (CPU-bound work: rules, KD)", metavar="N")
     dry_run: bool = option(False, "count requests, tokens and cost; send nothing")
     progress: bool = option(True, "progress bar")
 
@@ -94,7 +95,7 @@ class DistillConfig(SourceOptions):
         """A short hash of the settings that shape the data (not of cosmetic ones)."""
         cosmetic = {
             "progress", "dry_run", "batch_write", "batch_ingest", "max_cost", "max_tokens", "refresh_rejected",
-            "overwrite", "tokenizer",
+            "overwrite", "tokenizer", "workers",
         }  # fmt: skip
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in cosmetic}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -168,6 +169,11 @@ def validate(config: DistillConfig) -> None:
     if config.limit is not None and config.limit < 1:
         raise ConfigError("--limit must be at least 1")
     config.shard_numbers()  # a malformed --shard is one line here, before anything is read
+    if config.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if config.workers > 1 and (config.shard or config.batch_write or config.batch_ingest):
+        raise ConfigError("--workers runs the --shard processes itself: drop --shard (or --batch-write / "
+                          "--batch-ingest, which run in one process)")  # fmt: skip
     for path in config.decontaminate:
         if not Path(path).exists():
             raise ConfigError(f"--decontaminate: evaluation set not found: {path}")

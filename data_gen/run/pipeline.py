@@ -184,7 +184,18 @@ def _budget(config: DistillConfig, cache: ResponseCache | None, price: Price | N
         "a conservative estimate, a token per 3 ASCII characters; --tokenizer makes it exact")  # fmt: skip
     spent = cache.spent() if cache is not None else None
     name = config.base_url or config.teacher
-    return Budget(config.max_cost, config.max_tokens, price, cache, spent, name=name, counting=counting)
+    max_cost, max_tokens = budget_share(config)
+    return Budget(max_cost, max_tokens, price, cache, spent, name=name, counting=counting)
+
+
+def budget_share(config: DistillConfig) -> tuple[float | None, int | None]:
+    """The caps this run may spend: all of --max-cost / --max-tokens, or a --shard K/N run's 1/N of them (the caps
+    are the whole job's, so that N shards together stay within them)."""
+    shard = config.shard_numbers()
+    parts = shard[1] if shard else 1
+    cost = config.max_cost / parts if config.max_cost is not None else None
+    tokens = config.max_tokens // parts if config.max_tokens is not None else None
+    return cost, tokens
 
 
 def _ingest(config: DistillConfig, cache: ResponseCache | None, price: Price | None) -> dict[str, Any]:

@@ -142,6 +142,8 @@ def build_manifest(
         "budget": {
             "max_cost_usd": config.max_cost,
             "max_tokens": config.max_tokens,
+            "max_cost_usd_this_run": budget.max_cost if budget is not None else None,  # a --shard run's share
+            "max_tokens_this_run": budget.max_tokens if budget is not None else None,
             "spent_cost_usd_this_run": ledger.cost if ledger else None,
             "spent_tokens_this_run": ledger.tokens if ledger else None,
             "spent_cost_usd_all_runs": total.cost if total else None,

@@ -16,6 +16,7 @@ from data_gen.client.types import normalize_endpoint
 from data_gen.errors import ConfigError
 from data_gen.kd import rows as kd
 from data_gen.run.config import DistillConfig, kd_server
+from data_gen.run.progress import ProgressFile
 from data_gen.run.workspace import StoredExample, Workspace
 from data_gen.tasks.task import Task
 from data_gen.writers.training import Example
@@ -151,12 +152,16 @@ async def score_all(config: DistillConfig, task: Task, scorer: Any, work: Worksp
     bar = tqdm(total=len(items), unit="row", desc="score (kd)", disable=not config.progress, dynamic_ncols=True,
                file=sys.stderr)  # fmt: skip
 
+    shown = ProgressFile("score")  # for a --workers parent's bar
+
     def record(scored: Scored) -> None:
         bar.update()
         scoring.record(scored)
+        shown.update(bar.n, len(items))
 
     try:
         await run_bounded(items, scoring.score, max(1, config.concurrency), record)
     finally:
         bar.close()
+    shown.update(bar.n, len(items), final=True)
     return scoring.summary()

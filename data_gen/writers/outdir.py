@@ -37,7 +37,7 @@ WRITES: dict[str, tuple[str, ...]] = {
     "data_gen": (
         MARKER, *STORE, "manifest.json", "README.md", "examples.jsonl", "rejects.jsonl", "dataset_info.json",
         "distill.log", ".work.sqlite", ".work.sqlite-journal", "sharegpt_*.jsonl", "alpaca_*.jsonl",
-        "kd_*.jsonl", "axolotl_*.yaml", ".*.tmp", "batch/",
+        "kd_*.jsonl", "axolotl_*.yaml", ".*.tmp", "batch/", "shards/",
     ),
     "eval": (
         MARKER, *STORE, "results.json", "predictions.jsonl", "report.md", "*.tmp", "plots/", "servers/",
