@@ -121,7 +121,7 @@ def test_workers_run_the_shards_here_and_merge_them(distill, tmp_path) -> None:
 
 
 def test_the_documented_xargs_and_slurm_launches(tmp_path) -> None:
-    """The README's lines: `xargs -P` over K, and a Slurm array task's variables read by --shard slurm."""
+    """data_gen/README.md's lines: `xargs -P` over K, and scripts/distill_array.sbatch as two Slurm array tasks."""
     path, _, _ = write_input(tmp_path / "news.jsonl")
     distill = [sys.executable, "-m", "data_gen.distill", *job(path), "--no-progress"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
@@ -137,8 +137,10 @@ def test_the_documented_xargs_and_slurm_launches(tmp_path) -> None:
     run([sys.executable, "-m", "data_gen.merge", "--out", str(tmp_path / "x"), str(tmp_path / "x.1"),
          str(tmp_path / "x.2")])  # fmt: skip
     assert_same_dataset(tmp_path / "one", tmp_path / "x")
-    for task in ("4", "5"):  # sbatch --array=4-5: ids 4 and 5, counted from _MIN
-        run([*distill, "--shard", "slurm", "--out", str(tmp_path / f"s.{task}")],
+    config = tmp_path / "job.yaml"  # scripts/distill_array.sbatch as an array task runs it: sbatch --array=4-5
+    config.write_text(f"input: {path}\ntask: finsight\nid_column: id\nlabel_column: label\n")
+    for task in ("4", "5"):  # --shard slurm: ids 4 and 5 of an array counted from _MIN, of _COUNT tasks
+        run(["sh", "scripts/distill_array.sbatch", str(config), str(tmp_path / "s")], PYTHON=sys.executable,
             SLURM_ARRAY_TASK_ID=task, SLURM_ARRAY_TASK_MIN="4", SLURM_ARRAY_TASK_COUNT="2")  # fmt: skip
     run([sys.executable, "-m", "data_gen.merge", "--out", str(tmp_path / "s"), str(tmp_path / "s.4"),
          str(tmp_path / "s.5")])  # fmt: skip
