@@ -12,7 +12,8 @@
 # FPB rows (the first of a stable 10% --sample: the file is sorted by label, its first 200 rows are 195 positive):
 # what the repair / re-ask ladder does with a real model's replies (manifest.json).
 # Knobs (environment): SHARED_DATA where fpb/ and tfns/ are (default ../shared/data), RESULTS_WORK where everything
-# goes (default reports/results), TFNS_SAMPLE (0.1: 953 of 9,543 rows), TEACHER_ROWS (200), TRAIN_ARGS recipe
+# goes (default reports/results), TFNS_SAMPLE (0.1: 953 of 9,543 rows), TEACHER_ROWS (200), TEACHER_MAX_TOKENS
+# (512: the real teacher's completion limit, doubled once for a reply cut by it), TRAIN_ARGS recipe
 # overrides (key=value ...).
 set -eu
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ SHARED="${SHARED_DATA:-../shared/data}"
 WORK="${RESULTS_WORK:-reports/results}"
 TFNS_SAMPLE="${TFNS_SAMPLE:-0.1}"
 TEACHER_ROWS="${TEACHER_ROWS:-200}"
+TEACHER_MAX_TOKENS="${TEACHER_MAX_TOKENS:-512}"
 stage() { echo "== [$(($(date +%s) - STARTED)) s] $*" >&2; }
 
 [ $# -gt 0 ] || set -- fpb tfns teacher
@@ -62,9 +64,13 @@ real_teacher() {
   stage "teacher: SmolLM2-135M-Instruct as the teacher on $TEACHER_ROWS FPB rows (of a stable 10% sample)"
   LLAMA_KEY=none .venv/bin/python -m data_gen.distill --config data_gen/configs/fpb.yaml --input "$(input_for fpb)" \
     --sample 0.1 --limit "$TEACHER_ROWS" --teacher openai --base-url "http://127.0.0.1:$port/v1" --model smollm2-135m \
-    --api-key-env LLAMA_KEY --concurrency 4 --timeout 900 --out "$WORK/teacher/data" --no-progress >&2 || true
-  # (the summary is the result; --timeout: a 2,048-token reply at 25-40 tokens/s per slot takes 50-85 s on 2 cores
-  # and more when they are shared, and the default 120 s would time out and re-ask what is still being generated)
+    --api-key-env LLAMA_KEY --concurrency 4 --timeout 900 --max-completion-tokens "$TEACHER_MAX_TOKENS" \
+    --out "$WORK/teacher/data" --no-progress >&2 || true
+  # (the summary is the result; --timeout: a 1,024-token reply at ~11 tokens/s per slot, 4 slots on 2 cores, takes
+  # 95 s and more when the cores are shared, and the default 120 s would time out and re-ask what is still being
+  # generated. --max-completion-tokens 512, which the ladder doubles once for a reply cut by it: at the task's 1,024
+  # (doubled to 2,048) this model's replies were either under ~100 tokens or loops that repeat a few-shot example
+  # to the limit (docs/results.md), and the loops made 200 rows take over 3 hours at ~44 tokens/s)
   kill $server; trap - EXIT
 }
 

@@ -1,0 +1,131 @@
+"""Scaling past one process: `python -m data_gen.distill --workers 2` against one process, on the work that is
+CPU-bound in one process, and the cost of `python -m data_gen.merge`.
+
+    python -m benchmarks.sharded_throughput                       # rules teacher, 100,000 rows; KD, 2,000 replies
+    python -m benchmarks.sharded_throughput --skip-kd --rows 20000
+
+- rules: the offline pipeline (rules teacher, duplicate detection on, ShareGPT files) over generated distinct
+  sentences, as one process and as `--workers 2`; whole-process wall time (imports, reading, asking, writing and,
+  for the workers, the merge). Each shard checks every row for duplicates (global detection), so that part is not
+  divided: the manifest timings of one shard show how much of its time it is.
+- kd: KD scoring through the stand-in vLLM server of `benchmarks.kd_scoring` (500 ms per answer, C = 64 per
+  process, client-bound at about 30 replies/s a core), one process against `--workers 2`.
+- merge: `python -m data_gen.merge` of the two shards of the rules run into a fresh folder, per million rows.
+Runs alternate (1, 2, 1, 2, ...) and the median of --repeats is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.distill_throughput import run_client, write_rows
+from eval.backends import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def distill(args: list[str], out: Path, workers: int) -> tuple[float, dict[str, Any]]:
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-m", "data_gen.distill", *args, "--no-progress", "--out", str(out)]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    _, wall, _ = run_client(command, dict(os.environ))
+    return wall, json.loads((out / "manifest.json").read_text())
+
+
+def compare(args: list[str], work: Path, rows: int, repeats: int) -> dict[str, Any]:
+    """One process and two workers, alternating; the median wall of each and their ratio."""
+    walls: dict[int, list[float]] = {1: [], 2: []}
+    shard_timings = None
+    for _ in range(repeats):
+        for workers in (1, 2):
+            wall, manifest = distill(args, work / f"out-{workers}", workers)
+            walls[workers].append(wall)
+            if workers == 2:
+                shard = work / "out-2" / "shards" / "1-of-2" / "manifest.json"
+                shard_timings = json.loads(shard.read_text())["timings"]
+            assert manifest["counts"]["input"] == rows, manifest["counts"]
+    one, two = (statistics.median(walls[w]) for w in (1, 2))
+    return {
+        "rows": rows,
+        "one_process_s": round(one, 2),
+        "two_workers_s": round(two, 2),
+        "one_process_rows_per_s": round(rows / one, 1),
+        "two_workers_rows_per_s": round(rows / two, 1),
+        "speedup": round(one / two, 3),
+        "walls": {str(w): [round(x, 2) for x in v] for w, v in walls.items()},
+        "shard_1_timings": shard_timings,
+    }
+
+
+def merge_cost(work: Path, rows: int, repeats: int) -> dict[str, Any]:
+    shards = sorted(str(p) for p in (work / "out-2" / "shards").iterdir() if p.is_dir())
+    walls = []
+    for i in range(repeats):
+        out = work / f"merged-{i}"
+        _, wall, _ = run_client([sys.executable, "-m", "data_gen.merge", "--out", str(out), *shards], dict(os.environ))
+        walls.append(wall)
+        size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+        shutil.rmtree(out)
+    wall = statistics.median(walls)
+    return {"rows": rows, "merge_s": round(wall, 2), "merge_s_per_million_rows": round(wall * 1e6 / rows, 1),
+            "merged_mb": round(size / 1e6, 1), "walls": [round(x, 2) for x in walls]}  # fmt: skip
+
+
+def kd(work: Path, replies: int, repeats: int) -> dict[str, Any]:
+    tokenizer = work / "student"
+    subprocess.run([sys.executable, "scripts/build_tiny_model.py", "--arch", "qwen2", "--out", str(tokenizer)],
+                   cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    write_rows(work / "kd-rows.jsonl", replies)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "benchmarks.kd_scoring", "--serve", str(port), "--tokenizer",
+                               str(tokenizer), "--latency", "0.5", "--top-k", "20"], stdout=subprocess.PIPE,
+                              text=True, cwd=ROOT)  # fmt: skip
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()
+        args = ["--task", "finsight", "--input", str(work / "kd-rows.jsonl"), "--id-column", "id", "--no-dedup",
+                "--formats", "sharegpt", "--kd-teacher", f"http://127.0.0.1:{port}/v1", "--kd-top-k", "20",
+                "--student-tokenizer", str(tokenizer), "--concurrency", "64"]  # fmt: skip
+        return compare(args, work / "kd", replies, repeats)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="input rows for the rules teacher")
+    parser.add_argument("--kd-replies", type=int, default=2_000, help="replies to score for KD")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each; the median is reported")
+    parser.add_argument("--skip-kd", action="store_true", help="only the rules teacher and the merge")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    report: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "started": time.ctime()}
+    with tempfile.TemporaryDirectory(prefix="shard-bench-") as tmp:
+        work = Path(tmp)
+        write_rows(work / "rows.jsonl", args.rows)
+        rules = ["--input", str(work / "rows.jsonl"), "--id-column", "id", "--formats", "sharegpt"]
+        report["rules"] = compare(rules, work, args.rows, args.repeats)
+        report["merge"] = merge_cost(work, args.rows, args.repeats)
+        if not args.skip_kd:
+            (work / "kd").mkdir()
+            report["kd"] = kd(work, args.kd_replies, args.repeats)
+    print(json.dumps(report, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
