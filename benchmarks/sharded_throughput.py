@@ -2,7 +2,7 @@
 CPU-bound in one process, and the cost of `python -m data_gen.merge`.
 
     python -m benchmarks.sharded_throughput                       # rules teacher, 100,000 rows; KD, 2,000 replies
-    python -m benchmarks.sharded_throughput --skip-kd --rows 20000
+    python -m benchmarks.sharded_throughput --skip-kd --rows 20000                # or --skip-rules: KD only
 
 - rules: the offline pipeline (rules teacher, duplicate detection on, ShareGPT files) over generated distinct
   sentences, as one process and as `--workers 2`; whole-process wall time (imports, reading, asking, writing and,
@@ -110,15 +110,17 @@ def main() -> None:
     parser.add_argument("--kd-replies", type=int, default=2_000, help="replies to score for KD")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each; the median is reported")
     parser.add_argument("--skip-kd", action="store_true", help="only the rules teacher and the merge")
+    parser.add_argument("--skip-rules", action="store_true", help="only KD scoring")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     report: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "started": time.ctime()}
     with tempfile.TemporaryDirectory(prefix="shard-bench-") as tmp:
         work = Path(tmp)
-        write_rows(work / "rows.jsonl", args.rows)
-        rules = ["--input", str(work / "rows.jsonl"), "--id-column", "id", "--formats", "sharegpt"]
-        report["rules"] = compare(rules, work, args.rows, args.repeats)
-        report["merge"] = merge_cost(work, args.rows, args.repeats)
+        if not args.skip_rules:
+            write_rows(work / "rows.jsonl", args.rows)
+            rules = ["--input", str(work / "rows.jsonl"), "--id-column", "id", "--formats", "sharegpt"]
+            report["rules"] = compare(rules, work, args.rows, args.repeats)
+            report["merge"] = merge_cost(work, args.rows, args.repeats)
         if not args.skip_kd:
             (work / "kd").mkdir()
             report["kd"] = kd(work, args.kd_replies, args.repeats)
