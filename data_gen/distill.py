@@ -15,7 +15,7 @@ import sys
 
 from data_gen.errors import EXIT_BUDGET, run_cli
 from data_gen.options import build_parser, load_config
-from data_gen.redact import RedactingFilter
+from data_gen.redact import RedactingFilter, redact
 from data_gen.run.config import DistillConfig, validate
 from data_gen.run.pipeline import BudgetStop, distill
 from data_gen.run.report import summary_lines
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 manifest = asyncio.run(distill(config, argv=command))
         except ShardFailed as failed:
-            print(f"error: {failed}", file=sys.stderr)
+            print(f"error: {redact(str(failed))}", file=sys.stderr)  # the tail of a shard's log, masked again
             return failed.code
         except BudgetStop as stop:
             for line in summary_lines(stop.manifest, config.out or ""):
