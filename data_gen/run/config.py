@@ -16,6 +16,12 @@ from data_gen.sources.options import SourceOptions
 from data_gen.teachers import TeacherSpec
 from data_gen.writers.training import TRAINING_FORMATS
 
+# settings that do not shape the data: left out of the config hash, and free to differ between the shards of a job
+COSMETIC = frozenset({
+    "progress", "dry_run", "batch_write", "batch_ingest", "max_cost", "max_tokens", "refresh_rejected", "overwrite",
+    "tokenizer", "workers",
+})  # fmt: skip
+
 
 @dataclass
 class DistillConfig(SourceOptions):
@@ -92,12 +98,8 @@ class DistillConfig(SourceOptions):
     progress: bool = option(True, "progress bar")
 
     def hash(self) -> str:
-        """A short hash of the settings that shape the data (not of cosmetic ones)."""
-        cosmetic = {
-            "progress", "dry_run", "batch_write", "batch_ingest", "max_cost", "max_tokens", "refresh_rejected",
-            "overwrite", "tokenizer", "workers",
-        }  # fmt: skip
-        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in cosmetic}
+        """A short hash of the settings that shape the data (not of ``COSMETIC`` ones)."""
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in COSMETIC}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def teacher_spec(self) -> TeacherSpec:

@@ -25,17 +25,15 @@ from typing import Any
 
 from data_gen.errors import ConfigError
 from data_gen.provenance import versions
-from data_gen.run.config import DistillConfig
+from data_gen.run.config import COSMETIC, DistillConfig
 from data_gen.run.report import gold_agreement, write_card
 from data_gen.tasks.loader import load_task
-from data_gen.writers.atomic import AtomicFiles
-from data_gen.writers.outdir import OutputDir, recorded_files
-from data_gen.writers.training import TrainingWriter, stale_training_files
+from data_gen.writers.outdir import OutputDir
+from data_gen.writers.training import TrainingWriter, output_files
 
-# settings that may differ between the shards of one job: where each wrote, which share it took, how it was run
-PER_SHARD = {"shard", "out", "workers", "progress", "overwrite", "dry_run", "refresh_rejected", "max_cost",
-             "max_tokens", "tokenizer", "concurrency", "adaptive_concurrency", "rpm", "tpm", "timeout",
-             "max_retries"}  # fmt: skip
+# settings that may differ between the shards of one job: those that do not shape the data, where each wrote, which
+# share it took and how fast it ran
+PER_SHARD = COSMETIC | {"shard", "out", "concurrency", "adaptive_concurrency", "rpm", "tpm", "timeout", "max_retries"}
 
 
 @dataclass
@@ -148,10 +146,7 @@ def merge(paths: list[Path], out: Path, overwrite: bool = False, argv: list[str]
     folder = OutputDir(out, "data_gen", first["task"], config.input, overwrite)
     folder.check()
     folder.create()
-    for leftover in out.glob(".*.tmp"):
-        leftover.unlink()
-    previous = recorded_files(out)
-    with AtomicFiles(out) as files:
+    with output_files(out) as files:
         writer = TrainingWriter(files, shards[0].formats())
         examples = files.open("examples.jsonl")
         for _, line, split, records in heapq.merge(*(_examples(s) for s in shards), key=lambda item: item[0]):
@@ -162,17 +157,14 @@ def merge(paths: list[Path], out: Path, overwrite: bool = False, argv: list[str]
         for _, line in heapq.merge(*(_rejects(s) for s in shards), key=lambda item: item[0]):
             rejects.write(line)
         written = writer.finish(config.name or first["task"], str(out), list(config.splits))
-        names = files.names
-    for stale in stale_training_files(out, names, previous):
-        stale.unlink()
     manifest = merged_manifest(shards, config, written, started, argv)
     write_card(out, manifest)
     return manifest
 
 
 def _add(values: list[Any]) -> Any:
-    """The sum of the shards' values of one manifest field: numbers add, mappings add key by key (kept in the first
-    shard's order, then by size for reason counts), None stays None if any shard's is None."""
+    """The sum of the shards' values of one manifest field: numbers add, mappings add key by key (in the order the
+    keys first appear), None stays None if any shard's is None, anything else is the first shard's."""
     if any(v is None for v in values):
         return None
     if all(isinstance(v, bool) for v in values):

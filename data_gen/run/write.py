@@ -10,18 +10,15 @@ from data_gen.kd import rows as kd
 from data_gen.run.config import DistillConfig
 from data_gen.run.workspace import Workspace
 from data_gen.tasks.task import Task
-from data_gen.writers.atomic import AtomicFiles, jsonl_line
-from data_gen.writers.outdir import recorded_files
-from data_gen.writers.training import Example, TrainingWriter, stale_training_files
+from data_gen.writers.atomic import jsonl_line
+from data_gen.writers.training import Example, TrainingWriter, output_files
 
 
 def write_outputs(config: DistillConfig, task: Task, work: Workspace, out: Path) -> dict[str, Any]:
     """Training files, examples.jsonl, rejects.jsonl and the registries, all renamed into place together."""
     name = config.name or task.name
     invalid: list[tuple[int, str, str]] = []
-    for leftover in out.glob(".*.tmp"):  # temporary files of a run that was killed while writing
-        leftover.unlink()
-    with AtomicFiles(out) as files:
+    with output_files(out) as files:
         writer = TrainingWriter(files, config.formats + (["kd"] if config.kd_top_k else []))
         examples = files.open("examples.jsonl")
         system = task.system_for(config.training_prompt)
@@ -42,8 +39,4 @@ def write_outputs(config: DistillConfig, task: Task, work: Workspace, out: Path)
         rejects = files.open("rejects.jsonl")
         for item in work.rejects():
             rejects.write(jsonl_line(item) + "\n")
-        names = files.names
-        previous = recorded_files(out)  # read before this run's manifest replaces it
-    for stale in stale_training_files(out, names, previous):
-        stale.unlink()
     return written

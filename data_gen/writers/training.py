@@ -7,10 +7,11 @@ and every file is written through ``data_gen.writers.atomic``, so a crash never 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -20,6 +21,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from data_gen.writers.atomic import AtomicFiles, jsonl_line
+from data_gen.writers.outdir import recorded_files
 
 SCHEMAS_DIR = Path(__file__).parent / "schemas"
 # ShareGPT role tags: LLaMA-Factory's defaults (human / gpt / system); Axolotl maps them with `roles:`.
@@ -223,3 +225,18 @@ def stale_training_files(folder: Path, written: set[str], recorded: set[str]) ->
     names = [p for p in folder.glob("*_*.jsonl") if p.name.split("_", 1)[0] in FORMATS]
     names += [p for p in folder.glob("axolotl_*.yaml")]
     return [p for p in names if p.name not in written and p.name in recorded]
+
+
+@contextlib.contextmanager
+def output_files(out: Path) -> Iterator[AtomicFiles]:
+    """The files of one data_gen output (a run's, or a merge's), renamed into place together: a killed run's
+    temporary files are removed first, and afterwards the training files the earlier manifest recorded that this
+    write did not produce (another format or split). On an error nothing is renamed and nothing removed."""
+    for leftover in out.glob(".*.tmp"):
+        leftover.unlink()
+    previous = recorded_files(out)  # read before this write's manifest replaces it
+    with AtomicFiles(out) as files:
+        yield files
+        names = files.names
+    for stale in stale_training_files(out, names, previous):
+        stale.unlink()
