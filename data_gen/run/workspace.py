@@ -17,7 +17,7 @@ from data_gen.redact import redact
 from data_gen.sources.records import Record
 
 SCHEMA = """
-CREATE TABLE ids (id TEXT PRIMARY KEY, row INTEGER);
+CREATE TABLE ids (id TEXT PRIMARY KEY, row INTEGER) WITHOUT ROWID;
 CREATE TABLE rows (seq INTEGER PRIMARY KEY, id TEXT, row INTEGER, text TEXT, label TEXT);
 CREATE TABLE rejects (row INTEGER, id TEXT, reason TEXT, detail TEXT, request_key TEXT);
 CREATE TABLE examples (row INTEGER PRIMARY KEY, id TEXT, split TEXT, user TEXT, assistant TEXT, meta TEXT);
@@ -54,11 +54,9 @@ class Workspace:
     # ---------------- input pass ----------------
     def first_row_of(self, rid: str, row: int) -> int | None:
         """The row that first had this id, or None (and this row is remembered as the first)."""
-        found = self.db.execute("SELECT row FROM ids WHERE id = ?", (rid,)).fetchone()
-        if found:
-            return found[0]
-        self.db.execute("INSERT INTO ids VALUES (?, ?)", (rid, row))
-        return None
+        if self.db.execute("INSERT OR IGNORE INTO ids VALUES (?, ?)", (rid, row)).rowcount:
+            return None  # one statement for a new id, the common case
+        return self.db.execute("SELECT row FROM ids WHERE id = ?", (rid,)).fetchone()[0]
 
     def add_row(self, record: Record) -> None:
         self.db.execute(
