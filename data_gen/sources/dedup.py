@@ -1,7 +1,8 @@
 """Exact and near-duplicate detection over texts, in input order (the first occurrence is kept), on disk.
 
 Exact: the same text after case-folding and whitespace collapsing. Near: MinHash signatures of character 5-grams
-(``datasketch``), banded into an LSH index whose bands and signatures live in SQLite, so memory does not grow
+(``datasketch``'s permutations and LSH bands, the signatures computed for many texts at once with numpy, equal to
+datasketch's own), banded into an LSH index whose bands and signatures live in SQLite, so memory does not grow
 with the input; every candidate is confirmed by its estimated Jaccard similarity. Used before any teacher call,
 so duplicates cost nothing.
 """
