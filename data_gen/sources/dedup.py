@@ -105,11 +105,11 @@ class Deduplicator:
             crc = crc[owner[:windows] == owner[k - 1 :]]
             for i, part in zip(bulk, np.split(crc, np.cumsum(lengths - k + 1)[:-1]), strict=True):
                 hashes[i] = part
-        for i, flat in enumerate(flats):
+        for i, text in enumerate(texts):
             if not hashes[i].size:  # short or non-ASCII: the character shingles, hashed one by one
-                hashes[i] = np.array([zlib.crc32(s) for s in shingles(flat)], dtype=np.uint32)
+                hashes[i] = np.array([zlib.crc32(s) for s in shingles(text)], dtype=np.uint32)
         out = np.empty((len(flats), self.num_perm), dtype=np.uint32)
-        step = max(1, 1_000_000 // (self.num_perm * 128))  # texts per product, so it stays in the cache
+        step = max(1, 1_000_000 // (self.num_perm * 128))  # texts per product: ~a million values at ~128 shingles
         for start in range(0, len(flats), step):
             part = hashes[start : start + step]
             permuted = np.multiply.outer(self._a, _fmix(np.concatenate(part), 32))  # uint32, wrapping as datasketch
