@@ -7,8 +7,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from itertools import islice
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from data_gen.errors import ConfigError, InputError
 from data_gen.run.config import DistillConfig
@@ -18,6 +17,9 @@ from data_gen.sources.dedup import Deduplicator
 from data_gen.sources.readers import texts_of
 from data_gen.sources.records import OtherShard, Record, Rejected, duplicate
 from data_gen.tasks.task import Task
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("data_gen")
 

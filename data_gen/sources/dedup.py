@@ -64,6 +64,7 @@ class Deduplicator:
         self, near: bool = True, threshold: float = 0.85, num_perm: int = 128, db: sqlite3.Connection | None = None
     ) -> None:
         from datasketch import MinHash, MinHashLSH
+        from datasketch.minhash import _fmix  # the scheme's pre-mix, as datasketch applies it
 
         self.near = near
         self.threshold = threshold
@@ -74,6 +75,7 @@ class Deduplicator:
         lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
         self.bands, self.rows = lsh.b, lsh.r
         self._a, self._b = MinHash(num_perm=num_perm, seed=1, scheme=SCHEME).permutations  # drawn once
+        self._fmix = _fmix
         self._crc_zero, self._crc_tables = _crc32_tables(self.K)
         self._band_multipliers = (
             np.random.default_rng(1).integers(1, 2**63, (self.bands, self.rows), dtype=np.uint64) | 1
@@ -88,8 +90,6 @@ class Deduplicator:
         ``MinHash(num_perm, seed=1, scheme="affine32", hashfunc=zlib.crc32).update_batch(shingles(text))``,
         computed for many texts at once with numpy (the shingles of ASCII texts hashed as byte windows, the
         permutations applied to all of them in one product) instead of one MinHash object per text."""
-        from datasketch.minhash import _fmix  # the scheme's pre-mix, as datasketch applies it
-
         k = self.K
         flats = [flatten(text) for text in texts]
         hashes: list[np.ndarray] = [np.empty(0, dtype=np.uint32)] * len(flats)
@@ -107,12 +107,12 @@ class Deduplicator:
                 hashes[i] = part
         for i, text in enumerate(texts):
             if not hashes[i].size:  # short or non-ASCII: the character shingles, hashed one by one
-                hashes[i] = np.array([zlib.crc32(s) for s in shingles(text)], dtype=np.uint32)
+                hashes[i] = np.array([zlib.crc32(s) for s in shingles(text, k)], dtype=np.uint32)
         out = np.empty((len(flats), self.num_perm), dtype=np.uint32)
         step = max(1, 1_000_000 // (self.num_perm * 128))  # texts per product: ~a million values at ~128 shingles
         for start in range(0, len(flats), step):
             part = hashes[start : start + step]
-            permuted = np.multiply.outer(self._a, _fmix(np.concatenate(part), 32))  # uint32, wrapping as datasketch
+            permuted = np.multiply.outer(self._a, self._fmix(np.concatenate(part), 32))  # uint32, wraps as datasketch
             permuted += self._b[:, None]
             offsets = np.cumsum([0] + [len(h) for h in part[:-1]])
             out[start : start + len(part)] = np.minimum.reduceat(permuted, offsets, axis=1).T
