@@ -67,3 +67,22 @@ def test_token_names() -> None:
     for bad in ("token_id:", "token_id:-1", "hello", "id:3"):
         with pytest.raises(ScoringError):
             token_id(bad)
+
+
+def test_a_whole_answer_at_once_gives_what_entry_by_entry_gives() -> None:
+    """The array path (every regular answer) against the plain one on a vLLM-like answer: K or K + 1 entries per
+    position, ties, values below the floor, the prompt token outside the top K."""
+    import random
+
+    from data_gen.kd.served import _top_rows, _top_rows_one_by_one
+
+    rng = random.Random(7)
+    top_k, entries = 5, []
+    for _ in range(300):
+        entry = {f"token_id:{rng.randrange(50_000)}": rng.choice([-0.25, -1.5, -9999.0, -rng.expovariate(0.3)])
+                 for _ in range(top_k + rng.randint(0, 1))}  # fmt: skip
+        entries.append(entry)
+    fast = _top_rows(entries, top_k)
+    assert fast is not None and fast == _top_rows_one_by_one(entries, top_k)
+    for irregular in ([*entries[:3], None], [*entries[:3], {"hello": -1.0}], [{"token_id:1": float("nan")}] * 5):
+        assert _top_rows(irregular, 1) is None  # the plain path says what is wrong with it

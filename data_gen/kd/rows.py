@@ -82,6 +82,8 @@ def check_rows(scored: Scored, top_k: int) -> str | None:
     expected = len(scored.input_ids) - scored.prompt_tokens
     if len(scored.logprobs) != expected or len(scored.token_ids) != expected:
         return f"{len(scored.logprobs)} rows for {expected} reply positions"
+    if _regular(scored, expected, top_k):
+        return None
     for i, (values, ids) in enumerate(zip(scored.logprobs, scored.token_ids, strict=True)):
         if len(values) != top_k or len(ids) != top_k:
             return f"row {i} has {len(values)} log-probabilities, not {top_k}"
@@ -92,19 +94,35 @@ def check_rows(scored: Scored, top_k: int) -> str | None:
     return None
 
 
+def _regular(scored: Scored, expected: int, top_k: int) -> bool:
+    """check_rows' conditions over all rows at once (the common case); False sends it row by row for the reason."""
+    import numpy as np
+
+    try:
+        values, ids = np.asarray(scored.logprobs, dtype=np.float64), np.asarray(scored.token_ids)
+    except (TypeError, ValueError):  # rows of different lengths, or not numbers
+        return False
+    if values.shape != (expected, top_k) or ids.shape != values.shape or ids.dtype.kind != "i":
+        return False
+    return bool(np.isfinite(values).all() and (values <= 1e-6).all() and (ids >= 0).all())
+
+
 def dumps(scored: Scored) -> str:
-    # the fields as they are, not dataclasses.asdict, which deep-copies every row (ten times slower)
-    fields = {
-        "input_ids": scored.input_ids,
-        "prompt_tokens": scored.prompt_tokens,
-        "logprobs": scored.logprobs,
-        "token_ids": scored.token_ids,
-    }
-    return json.dumps(fields, separators=(",", ":"))
+    """The rows as JSON, serialised once (the cache and the workspace both store them)."""
+    if scored.json is None:
+        # the fields as they are, not dataclasses.asdict, which deep-copies every row (ten times slower)
+        fields = {
+            "input_ids": scored.input_ids,
+            "prompt_tokens": scored.prompt_tokens,
+            "logprobs": scored.logprobs,
+            "token_ids": scored.token_ids,
+        }
+        scored.json = json.dumps(fields, separators=(",", ":"))
+    return scored.json
 
 
 def loads(text: str) -> Scored:
-    return Scored(**json.loads(text))
+    return Scored(**json.loads(text), json=text)
 
 
 class CachedScorer:

@@ -17,13 +17,16 @@ neither; ``vllm serve`` allows 20 log-probabilities unless started with ``--max-
 from __future__ import annotations
 
 import importlib.util
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
+
+import numpy as np
 
 from data_gen.client.api import ChatClient, describe_error
 from data_gen.client.types import Usage, normalize_endpoint
 from data_gen.errors import ConfigError
-from data_gen.teachers.local import Scored, clamp, conversation_ids, load_tokenizer, tokenizer_fingerprint
+from data_gen.teachers.local import Scored, clamp, clamp_rows, conversation_ids, load_tokenizer, tokenizer_fingerprint
 
 # covers the chat template (system, user, assistant, end of turn), digits, punctuation, JSON and non-ASCII text
 PROBE = [
@@ -66,15 +69,56 @@ def scored_from_echo(response: dict[str, Any], input_ids: list[int], prompt_toke
     if tokens[: len(input_ids)] != [f"{PREFIX}{t}" for t in input_ids]:
         token_id(tokens[0])  # names that are text, not ids, say so
         raise ScoringError("the server scored other tokens than it was sent (did it add special tokens?)")
+    entries = top[prompt_tokens + 1 :]  # entry p + 1 is the distribution after position p
+    rows = _top_rows(entries, top_k)
+    if rows is None:
+        rows = _top_rows_one_by_one(entries, top_k)
+    return Scored(list(input_ids), prompt_tokens, *rows)
+
+
+def _top_rows(entries: list[Any], top_k: int) -> tuple[list[list[float]], list[list[int]]] | None:
+    """The K highest of each entry (highest first, ties in the server's rank order), as arrays: a whole answer at
+    once, since an answer holds K + 1 entries for each of hundreds of positions. None when the answer is not
+    regular (an entry that is not a mapping of ``token_id:<n>`` to at least K finite numbers): the one-by-one path
+    says what is wrong with it."""
+    if not entries or not all(type(entry) is dict for entry in entries):
+        return None
+    widths = np.fromiter(map(len, entries), dtype=np.int64, count=len(entries))
+    if widths.min() < top_k:
+        return None
+    names = [name for entry in entries for name in entry]
+    if not all(map(str.startswith, names, repeat(PREFIX))):
+        return None
+    digits = [name[len(PREFIX) :] for name in names]
+    joined = "".join(digits)
+    if not (joined.isascii() and joined.isdigit()) or min(map(len, digits)) == 0:
+        return None
+    try:
+        values = np.fromiter(chain.from_iterable(map(dict.values, entries)), dtype=np.float64, count=len(names))
+    except (TypeError, ValueError):
+        return None
+    if np.isnan(values).any():
+        return None
+    # one row per position, padded to the widest entry with -inf (which sorts after every value kept)
+    filled = np.arange(widths.max()) < widths[:, None]
+    table = np.full(filled.shape, -np.inf)
+    table[filled] = values
+    ids = np.zeros(filled.shape, dtype=np.int64)
+    ids[filled] = np.fromiter(map(int, digits), dtype=np.int64, count=len(digits))
+    order = np.argsort(-table, axis=1, kind="stable")[:, :top_k]  # stable: ties keep the server's order
+    return clamp_rows(np.take_along_axis(table, order, axis=1)), np.take_along_axis(ids, order, axis=1).tolist()
+
+
+def _top_rows_one_by_one(entries: list[Any], top_k: int) -> tuple[list[list[float]], list[list[int]]]:
     rows: list[list[float]] = []
     ids: list[list[int]] = []
-    for entry in top[prompt_tokens + 1 :]:  # entry p + 1 is the distribution after position p
+    for entry in entries:
         # highest first, ties in the server's (rank) order; vLLM adds the prompt token itself when it is not
         # among the top K, which drops out here
         ranked = sorted((entry or {}).items(), key=itemgetter(1), reverse=True)[:top_k]
         ids.append([token_id(t) for t, _ in ranked])
         rows.append([clamp(v) for _, v in ranked])
-    return Scored(list(input_ids), prompt_tokens, rows, ids)
+    return rows, ids
 
 
 class ServedScorer:
