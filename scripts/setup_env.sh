@@ -6,6 +6,7 @@
 #   sh scripts/setup_env.sh axolotl        -> .venvs/axolotl        (Axolotl and its own torch)
 #   sh scripts/setup_env.sh vllm           -> .venvs/vllm           (vLLM serving; needs a CUDA GPU to run)
 #   sh scripts/setup_env.sh llamacpp       -> .venvs/llamacpp       (llama.cpp's server, built from the pinned source)
+#   sh scripts/setup_env.sh curator        -> .venvs/curator        (the peer of benchmarks.peer_throughput)
 # The engines cannot share one environment (their pins conflict), so each gets its own.
 set -eu
 cd "$(dirname "$0")/.."
@@ -23,7 +24,8 @@ case "$ENV_NAME" in
   llamafactory) DIR=".venvs/llamafactory";  PINS="requirements/llamafactory.txt" ;;
   axolotl)      DIR=".venvs/axolotl";       PINS="requirements/axolotl.txt" ;;
   vllm)         DIR=".venvs/vllm";          PINS="requirements/vllm.txt" ;;
-  *) echo "setup_env.sh: unknown environment '$ENV_NAME' (choose: core, local, llamafactory, axolotl, vllm, llamacpp)" >&2; exit 2 ;;
+  curator)      DIR=".venvs/curator";       PINS="requirements/curator.txt" ;;
+  *) echo "setup_env.sh: unknown environment '$ENV_NAME' (choose: core, local, llamafactory, axolotl, vllm, llamacpp, curator)" >&2; exit 2 ;;
 esac
 [ -f "$PINS" ] || { echo "setup_env.sh: pin file $PINS is missing" >&2; exit 2; }
 
