@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,8 +92,9 @@ class Completion:
     logprobs: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("from_cache")
+        # the fields as they are (asdict deep-copies them: a tenth of a millisecond per request, for nothing)
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "from_cache"}
+        data["usage"] = dict(vars(self.usage))
         return data
 
     @classmethod

@@ -15,9 +15,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from data_gen.errors import ConfigError
+from data_gen.schemas import SchemaValidator
 from data_gen.tasks.parsing import RowRejected, extract_json_object, fix_enum_case, schema_error, split_thinking
 
 PROMPTS = ("student", "teacher")
@@ -82,9 +81,8 @@ class Task:
 
     # ---- definitions derived from the schema (the single source of names and values) ----
     @cached_property
-    def validator(self) -> Draft202012Validator:
-        Draft202012Validator.check_schema(self.schema)
-        return Draft202012Validator(self.schema)
+    def validator(self) -> SchemaValidator:
+        return SchemaValidator(self.schema)
 
     def enum(self, field_name: str) -> list[str]:
         """Allowed values of a top-level answer field, resolving local ``$ref``s."""

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
 
+from data_gen.schemas import SchemaValidator
 from data_gen.writers.atomic import AtomicFiles, jsonl_line
 from data_gen.writers.outdir import recorded_files
 
@@ -147,10 +147,8 @@ def axolotl_dataset(fmt: str, path: str, split: str | None = None) -> dict[str, 
 
 
 @cache
-def record_validator(fmt: str) -> Draft202012Validator:
-    schema = json.loads((SCHEMAS_DIR / f"{fmt}.schema.json").read_text(encoding="utf-8"))
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+def record_validator(fmt: str) -> SchemaValidator:
+    return SchemaValidator(json.loads((SCHEMAS_DIR / f"{fmt}.schema.json").read_text(encoding="utf-8")))
 
 
 def record_errors(fmt: str, record: dict[str, Any]) -> str | None:
