@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,13 @@ def test_the_merge_refuses_anything_but_one_complete_job(distill, tmp_path, caps
         code, err = merge(capsys, tmp_path / "merged", *shards)
         assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, (shards, err)
         assert not (tmp_path / "merged").exists()  # refused before anything is written
+    # a shard whose files were cut after it finished is found half-way through the merge: one line, no folder
+    broken = shutil.copytree(second, tmp_path / "broken")
+    train = broken / "sharegpt_train.jsonl"
+    train.write_text("".join(train.read_text().splitlines(True)[:-1]))
+    code, err = merge(capsys, tmp_path / "merged", first, broken)
+    assert code == 2 and "has fewer records than examples.jsonl" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "merged").exists()
     code, err = merge(capsys, tmp_path / "merged", second, first)  # any order
     assert code == 0, err
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import json
 import shlex
+import shutil
 import sys
 import time
 from collections import Counter
@@ -145,18 +146,24 @@ def merge(paths: list[Path], out: Path, overwrite: bool = False, argv: list[str]
         raise ConfigError(f"--out {out} is one of the shards: merge into another folder")
     folder = OutputDir(out, "data_gen", first["task"], config.input, overwrite)
     folder.check()
+    created = not out.exists()
     folder.create()
-    with output_files(out) as files:
-        writer = TrainingWriter(files, shards[0].formats())
-        examples = files.open("examples.jsonl")
-        for _, line, split, records in heapq.merge(*(_examples(s) for s in shards), key=lambda item: item[0]):
-            examples.write(line)
-            for fmt, record in records.items():
-                writer.copy(fmt, split, record)
-        rejects = files.open("rejects.jsonl")
-        for _, line in heapq.merge(*(_rejects(s) for s in shards), key=lambda item: item[0]):
-            rejects.write(line)
-        written = writer.finish(config.name or first["task"], str(out), list(config.splits))
+    try:
+        with output_files(out) as files:
+            writer = TrainingWriter(files, shards[0].formats())
+            examples = files.open("examples.jsonl")
+            for _, line, split, records in heapq.merge(*(_examples(s) for s in shards), key=lambda item: item[0]):
+                examples.write(line)
+                for fmt, record in records.items():
+                    writer.copy(fmt, split, record)
+            rejects = files.open("rejects.jsonl")
+            for _, line in heapq.merge(*(_rejects(s) for s in shards), key=lambda item: item[0]):
+                rejects.write(line)
+            written = writer.finish(config.name or first["task"], str(out), list(config.splits))
+    except BaseException:  # a shard found broken half-way (its files are read as they are merged)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)  # nothing half-made is left behind
+        raise
     manifest = merged_manifest(shards, config, written, started, argv)
     write_card(out, manifest)
     return manifest
