@@ -62,6 +62,14 @@ def test_answers_that_cannot_be_rows_say_why(response: dict, message: str) -> No
         scored_from_echo(response, [1, 2], 1, 2)
 
 
+def test_log_probabilities_that_are_not_numbers_are_a_scoring_error() -> None:
+    ids = [1, 2]
+    for bad in ("-0.5", None, [-0.5]):
+        response = answer(ids, 3, [None, {2: bad, 4: -1.0}, {3: -0.1, 5: -2.0}])
+        with pytest.raises(ScoringError, match="not numbers"):
+            scored_from_echo(response, ids, 0, 2)
+
+
 def test_token_names() -> None:
     assert token_id("token_id:151645") == 151645
     for bad in ("token_id:", "token_id:-1", "hello", "id:3"):
@@ -84,5 +92,6 @@ def test_a_whole_answer_at_once_gives_what_entry_by_entry_gives() -> None:
         entries.append(entry)
     fast = _top_rows(entries, top_k)
     assert fast is not None and fast == _top_rows_one_by_one(entries, top_k)
-    for irregular in ([*entries[:3], None], [*entries[:3], {"hello": -1.0}], [{"token_id:1": float("nan")}] * 5):
+    nan, huge = {"token_id:1": float("nan")}, {f"token_id:{10**19}": -1.0}  # an id beyond int64
+    for irregular in ([*entries[:3], None], [*entries[:3], {"hello": -1.0}], [nan] * 5, [huge]):
         assert _top_rows(irregular, 1) is None  # the plain path says what is wrong with it

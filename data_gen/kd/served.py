@@ -79,8 +79,8 @@ def scored_from_echo(response: dict[str, Any], input_ids: list[int], prompt_toke
 def _top_rows(entries: list[Any], top_k: int) -> tuple[list[list[float]], list[list[int]]] | None:
     """The K highest of each entry (highest first, ties in the server's rank order), as arrays: a whole answer at
     once, since an answer holds K + 1 entries for each of hundreds of positions. None when the answer is not
-    regular (an entry that is not a mapping of ``token_id:<n>`` to at least K finite numbers): the one-by-one path
-    says what is wrong with it."""
+    regular (an entry that is not a mapping of ``token_id:<n>`` to at least K numbers, none of them NaN): the
+    one-by-one path says what is wrong with it."""
     if not entries or not all(type(entry) is dict for entry in entries):
         return None
     widths = np.fromiter(map(len, entries), dtype=np.int64, count=len(entries))
@@ -91,12 +91,12 @@ def _top_rows(entries: list[Any], top_k: int) -> tuple[list[list[float]], list[l
         return None
     digits = [name[len(PREFIX) :] for name in names]
     joined = "".join(digits)
-    if not (joined.isascii() and joined.isdigit()) or min(map(len, digits)) == 0:
+    if not (joined.isascii() and joined.isdigit()) or not 0 < min(map(len, digits)) <= max(map(len, digits)) <= 18:
+        return None  # not all token ids, or one beyond int64
+    numbers = list(chain.from_iterable(map(dict.values, entries)))
+    if not set(map(type, numbers)) <= {float, int}:
         return None
-    try:
-        values = np.fromiter(chain.from_iterable(map(dict.values, entries)), dtype=np.float64, count=len(names))
-    except (TypeError, ValueError):
-        return None
+    values = np.array(numbers, dtype=np.float64)
     if np.isnan(values).any():
         return None
     # one row per position, padded to the widest entry with -inf (which sorts after every value kept)
@@ -115,9 +115,12 @@ def _top_rows_one_by_one(entries: list[Any], top_k: int) -> tuple[list[list[floa
     for entry in entries:
         # highest first, ties in the server's (rank) order; vLLM adds the prompt token itself when it is not
         # among the top K, which drops out here
-        ranked = sorted((entry or {}).items(), key=itemgetter(1), reverse=True)[:top_k]
+        try:
+            ranked = sorted((entry or {}).items(), key=itemgetter(1), reverse=True)[:top_k]
+            rows.append([clamp(v) for _, v in ranked])
+        except (AttributeError, TypeError, ValueError):
+            raise ScoringError(f"the server's log-probabilities are not numbers: {str(entry)[:80]}") from None
         ids.append([token_id(t) for t, _ in ranked])
-        rows.append([clamp(v) for _, v in ranked])
     return rows, ids
 
 
