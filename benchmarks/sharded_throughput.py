@@ -1,7 +1,7 @@
 """Scaling past one process: `python -m data_gen.distill --workers 2` against one process, on the work that is
 CPU-bound in one process, and the cost of `python -m data_gen.merge`.
 
-    python -m benchmarks.sharded_throughput                       # rules teacher, 100,000 rows; KD, 2,000 replies
+    python -m benchmarks.sharded_throughput                       # rules teacher, 100,000 rows; KD, 4,000 replies
     python -m benchmarks.sharded_throughput --skip-kd --rows 20000                # or --skip-rules: KD only
 
 - rules: the offline pipeline (rules teacher, duplicate detection on, ShareGPT files) over generated distinct
@@ -107,7 +107,7 @@ def kd(work: Path, replies: int, repeats: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="input rows for the rules teacher")
-    parser.add_argument("--kd-replies", type=int, default=2_000, help="replies to score for KD")
+    parser.add_argument("--kd-replies", type=int, default=4_000, help="replies to score for KD")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each; the median is reported")
     parser.add_argument("--skip-kd", action="store_true", help="only the rules teacher and the merge")
     parser.add_argument("--skip-rules", action="store_true", help="only KD scoring")
