@@ -40,14 +40,11 @@ def training_overlap(
 ) -> dict[str, Any]:
     """Counts of test rows equal or nearly equal to a training text of ``splits``, with the first few matches named."""
     index = Deduplicator(near=True, threshold=threshold)
-    train_rows = 0
-    for rid, text, where in texts_of(train_data, text_column, splits):
-        index.check(rid, text, where)
-        train_rows += 1
+    train_rows = index.register_all(texts_of(train_data, text_column, splits))
     counts = {"duplicate_text": 0, "near_duplicate_text": 0}
     matches: list[str] = []
-    for item in evalset.items:
-        found = index.check(item.id, item.text, register=False)
+    looked_up = index.check_many(((item.id, item.text, None) for item in evalset.items), register=False)
+    for item, found in zip(evalset.items, looked_up, strict=True):
         if found:
             counts[found[0]] += 1
             if len(matches) < SHOWN:

@@ -55,11 +55,79 @@ def test_bulk_signatures_are_datasketchs() -> None:
 
 def test_near_duplicate_lookups_use_the_index() -> None:
     """A lookup that scans the band table makes duplicate detection quadratic in the input size."""
+    from data_gen.sources.bands import _FIND
+    from data_gen.sources.dedup import _EXACT, _SIGNATURES
+
     dedup = Deduplicator()
-    plan = [step[-1] for step in dedup.db.execute("EXPLAIN QUERY PLAN " + dedup._lookup, [1] * dedup.bands)]
-    searches = [step for step in plan if step.startswith("SEARCH")]
-    assert len(searches) == 2 and all("PRIMARY KEY" in step for step in searches), plan  # bands, then signatures
-    assert not any("SCAN" in step for step in plan), plan
+    for query, keys in ((_FIND, [1, 2, 3]), (_SIGNATURES, [1, 2]), (_EXACT, [b"a", b"b"])):
+        sql = "EXPLAIN QUERY PLAN " + query.format(",".join("?" * len(keys)))
+        plan = [step[-1] for step in dedup.db.execute(sql, keys)]
+        searches = [step for step in plan if step.startswith("SEARCH")]
+        assert searches and all("PRIMARY KEY" in step for step in searches), plan
+        assert not any("SCAN" in step for step in plan), plan
+
+
+def test_checks_in_bulk_decide_as_one_at_a_time() -> None:
+    """``check_many`` over chunks (texts of one chunk matched in memory, of earlier chunks through SQLite) gives
+    what checking one text at a time gives: exact and near duplicates inside a chunk and across chunks, the
+    most similar kept text, the earliest on a tie, nothing registered by ``register=False``; and the same again
+    with the band index moved from memory to SQLite every few texts."""
+    rng = random.Random(11)
+    words = ["Nokia", "Elisa", "Fortum", "profit", "sales", "rose", "fell", "EUR", "mn", "quarter", "year", "said"]
+    words += ["shares", "market", "percent"]
+    originals = [" ".join(rng.choice(words) for _ in range(18)) + f" {i}." for i in range(60)]
+    texts = []
+    for _ in range(400):
+        text = rng.choice(originals)
+        kind = rng.random()
+        if kind < 0.3:
+            text = text.upper()  # an exact duplicate
+        elif kind < 0.6:
+            text = text.replace(" ", "  ", 1) + " x"  # a near one
+        elif kind < 0.7:
+            text = "Über " + text  # a near one, not ASCII
+        texts.append(text)
+    entries = [(f"r{i}", text, f"row {i}") for i, text in enumerate(texts)]
+    one_at_a_time = Deduplicator()
+    expected = [one_at_a_time.check(*entry) for entry in entries]
+    reasons = Counter(found[0] for found in expected if found)
+    assert reasons["duplicate_text"] > 50 and reasons["near_duplicate_text"] > 50 and expected.count(None) >= 60
+    for chunk in (7, 512):
+        assert list(Deduplicator().check_many(entries, chunk=chunk)) == expected
+    spilling = Deduplicator(memory_pairs=5 * one_at_a_time.bands)  # moved to SQLite every 5 texts registered
+    assert list(spilling.check_many(entries, chunk=16)) == expected
+    stored = spilling.db.execute("SELECT COUNT(*) FROM dedup_band").fetchone()[0]
+    assert stored and stored + spilling.band_index.in_memory == expected.count(None) * spilling.bands
+    looking, alone = Deduplicator(), Deduplicator()
+    assert looking.register_all(entries[:100]) == alone.register_all(entries[:100]) == 100
+    looked = list(looking.check_many(entries[100:], register=False, chunk=64))
+    assert looked == [alone.check(*entry, register=False) for entry in entries[100:]]
+    assert any(looked) and None in looked
+
+
+def test_band_index_finds_every_pair_in_memory_and_on_disk() -> None:
+    """Pairs added in many runs (merged as they grow), or moved to SQLite past the bound: a lookup finds every
+    stored pair of the buckets asked for, and no other."""
+    import sqlite3
+
+    import numpy as np
+
+    from data_gen.sources.bands import BandIndex
+    from data_gen.sources.dedup import TABLES
+
+    rng = np.random.default_rng(5)
+    for memory_pairs in (10**9, 250):
+        db = sqlite3.connect(":memory:")
+        db.executescript(TABLES)
+        index, stored = BandIndex(db, memory_pairs), set()
+        for seq in range(1, 120):
+            buckets = rng.integers(-50, 50, 11, dtype=np.int64)  # few buckets: many texts share each
+            index.add(buckets, np.full(11, seq, dtype=np.int64))
+            stored |= {(int(b), seq) for b in buckets}
+        assert index.on_disk == (memory_pairs == 250) and len(index.runs) <= 8
+        found = index.find({-3, 0, 7, 99})
+        assert sorted(set(found)) == sorted(pair for pair in stored if pair[0] in {-3, 0, 7, 99})
+        assert index.find(set()) == []
 
 
 def test_near_duplicate_detection_can_be_switched_off() -> None:

@@ -5,21 +5,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from itertools import islice
-from typing import TYPE_CHECKING
 
 from data_gen.errors import ConfigError, InputError
 from data_gen.run.config import DistillConfig
 from data_gen.run.state import Prepared
 from data_gen.run.workspace import Workspace
-from data_gen.sources.dedup import Deduplicator
+from data_gen.sources.dedup import CHUNK, Deduplicator, batched
 from data_gen.sources.readers import texts_of
 from data_gen.sources.records import OtherShard, Record, Rejected, duplicate
 from data_gen.tasks.task import Task
-
-if TYPE_CHECKING:
-    import numpy as np
 
 log = logging.getLogger("data_gen")
 
@@ -41,38 +35,36 @@ def prepare(config: DistillConfig, task: Task, work: Workspace) -> Prepared:
     dedup = Deduplicator(near=True, threshold=config.near_dup_threshold, db=work.db) if checks else None
     if dedup is not None:
         for path in config.decontaminate:  # registered first: an input row like one of them is contaminated
-            for rid, text, where in texts_of(path, text_column, ("test",)):
-                dedup.check(EVAL_PREFIX + rid, text, where)
+            texts = texts_of(path, text_column, ("test",))
+            dedup.register_all((EVAL_PREFIX + rid, text, where) for rid, text, where in texts)
     unknown: Counter = Counter()
     rejected = to_ask = 0
-    for item, signature in with_signatures(source, dedup):
-        if isinstance(item, OtherShard):  # checked as one process would check it, then left to its shard
-            other = item.record
-            if dedup is not None and work.first_row_of(other.id, other.row) is None:
-                dedup.check(other.id, other.text, f"row {other.row} ({other.id})", signature=signature)
-            continue
-        if isinstance(item, Record):
-            first = work.first_row_of(item.id, item.row)
-            if first is not None:
-                item = duplicate(item.row, item.id, first, bool(config.id_column))
-        if isinstance(item, Record) and has_labels:
-            label = task.normalize_label(item.label, config.label_map)
-            if label is None and item.label not in (None, ""):
-                raw = str(item.label).strip()
-                unknown[f"{raw} -> {config.label_map[raw]}" if raw in config.label_map else raw] += 1
-            item = Record(item.id, item.text, item.row, label)
-        if isinstance(item, Record) and dedup is not None:
-            found = dedup.check(item.id, item.text, f"row {item.row} ({item.id})", signature=signature)
-            if found and found[1].startswith(EVAL_PREFIX):
-                item = Rejected(item.row, "contaminated", f"row {item.row}: {found[2]}, an evaluation text", item.id)
-            elif found and config.dedup:
-                item = Rejected(item.row, found[0], f"row {item.row}: {found[2]}", item.id)
-        if isinstance(item, Rejected):
-            work.reject(item.row, item.id, item.reason, item.detail)
-            rejected += 1
-        else:
-            work.add_row(item)
-            to_ask += 1
+    for part in batched(source, CHUNK):
+        items = [_first_of_its_id(item, work, bool(config.id_column)) for item in part]
+        checked = [item for item in items if isinstance(item, (Record, OtherShard))]
+        matches = iter(dedup.check_many(map(_entry, checked)) if dedup is not None else [None] * len(checked))
+        for item in items:
+            found = next(matches) if isinstance(item, (Record, OtherShard)) else None
+            if item is None or isinstance(item, OtherShard):
+                continue  # another shard's row: checked (registered) as one process would, then left to its shard
+            if isinstance(item, Record) and has_labels:
+                label = task.normalize_label(item.label, config.label_map)
+                if label is None and item.label not in (None, ""):
+                    raw = str(item.label).strip()
+                    unknown[f"{raw} -> {config.label_map[raw]}" if raw in config.label_map else raw] += 1
+                item = Record(item.id, item.text, item.row, label)
+            if isinstance(item, Record) and found is not None:
+                if found[1].startswith(EVAL_PREFIX):
+                    detail = f"row {item.row}: {found[2]}, an evaluation text"
+                    item = Rejected(item.row, "contaminated", detail, item.id)
+                elif config.dedup:
+                    item = Rejected(item.row, found[0], f"row {item.row}: {found[2]}", item.id)
+            if isinstance(item, Rejected):
+                work.reject(item.row, item.id, item.reason, item.detail)
+                rejected += 1
+            else:
+                work.add_row(item)
+                to_ask += 1
     for note in source.report.notes:
         log.warning(note)
     if unknown:
@@ -84,27 +76,18 @@ def prepare(config: DistillConfig, task: Task, work: Workspace) -> Prepared:
     return Prepared(task, source.report, text_column, to_ask, rejected)
 
 
-def with_signatures(
-    items: Iterable[Item], dedup: Deduplicator | None, chunk: int = 512
-) -> Iterator[tuple[Item, np.ndarray | None]]:
-    """Each item with the MinHash signature of its text (None for a rejection, or without near-duplicate
-    detection), computed ``chunk`` rows at a time: in bulk they cost a sixth of one at a time."""
-    if dedup is None or not dedup.near:
-        yield from ((item, None) for item in items)
-        return
-    for part in batched(items, chunk):
-        texts = [item.text if isinstance(item, Record) else item.record.text for item in part if _has_text(item)]
-        signatures = iter(dedup.signatures(texts))
-        for item in part:
-            yield item, next(signatures) if _has_text(item) else None
+def _first_of_its_id(item: Item, work: Workspace, by_id: bool) -> Item | None:
+    """The item; for a row whose id an earlier row had, its rejection (or None: another shard's, not checked)."""
+    if isinstance(item, Rejected):
+        return item
+    record = item.record if isinstance(item, OtherShard) else item
+    first = work.first_row_of(record.id, record.row)
+    if first is None:
+        return item
+    return None if isinstance(item, OtherShard) else duplicate(record.row, record.id, first, by_id)
 
 
-def _has_text(item: Item) -> bool:
-    return isinstance(item, (Record, OtherShard))
-
-
-def batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
-    """``itertools.batched`` (Python 3.12), as lists."""
-    iterator = iter(items)
-    while part := list(islice(iterator, size)):
-        yield part
+def _entry(item: Record | OtherShard) -> tuple[str, str, str]:
+    """What the duplicate index is given of a row: its id, text and place."""
+    record = item.record if isinstance(item, OtherShard) else item
+    return record.id, record.text, f"row {record.row} ({record.id})"

@@ -2,9 +2,10 @@
 
 Exact: the same text after case-folding and whitespace collapsing. Near: MinHash signatures of character 5-grams
 (``datasketch``'s permutations and LSH bands, the signatures computed for many texts at once with numpy, equal to
-datasketch's own), banded into an LSH index whose bands and signatures live in SQLite, so memory does not grow
-with the input; every candidate is confirmed by its estimated Jaccard similarity. Used before any teacher call,
-so duplicates cost nothing.
+datasketch's own), banded into an LSH index (``bands.py``: in memory up to a bound, then SQLite) with the
+signatures in SQLite, so memory does not grow with the input; every candidate is confirmed by its estimated
+Jaccard similarity. Texts are checked a chunk at a time, each against all texts registered before it. Used before
+any teacher call, so duplicates cost nothing.
 """
 
 from __future__ import annotations
@@ -13,17 +14,25 @@ import hashlib
 import re
 import sqlite3
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from typing import TypeVar
 
 import numpy as np
 
+from data_gen.sources.bands import MEMORY_PAIRS, BandIndex
+
 _PUNCT = re.compile(r"[^\w\s]")
+CHUNK = 512  # texts checked together: their signatures in one product, the index in a few statements
 SCHEME = "affine32"  # datasketch's default permutation scheme since 2.0
 TABLES = """
 CREATE TABLE IF NOT EXISTS dedup_exact (digest BLOB PRIMARY KEY, rid TEXT, place TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dedup_sig (seq INTEGER PRIMARY KEY, rid TEXT, place TEXT, sig BLOB);
 CREATE TABLE IF NOT EXISTS dedup_band (bucket INTEGER, seq INTEGER, PRIMARY KEY (bucket, seq)) WITHOUT ROWID;
 """
+_EXACT = "SELECT digest, rid, place FROM dedup_exact WHERE digest IN ({})"
+_SIGNATURES = "SELECT seq, rid, place, sig FROM dedup_sig WHERE seq IN ({})"
+T = TypeVar("T")
 
 
 def normalize(text: str) -> str:
@@ -54,14 +63,27 @@ def _crc32_tables(k: int) -> tuple[int, np.ndarray]:
     return zero, tables
 
 
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``itertools.batched`` (Python 3.12), as lists."""
+    iterator = iter(items)
+    while part := list(islice(iterator, size)):
+        yield part
+
+
 class Deduplicator:
     """``check(id, text, where)`` returns ``(reason, kept_id, detail)`` for a duplicate, else registers the text;
-    ``where`` ("row 12") names the kept row in the detail. State lives in ``db`` (in memory by default)."""
+    ``where`` ("row 12") names the kept row in the detail; ``check_many`` does the same for many texts in bulk.
+    State lives in ``db`` (in memory by default)."""
 
     K = 5  # characters per shingle
 
     def __init__(
-        self, near: bool = True, threshold: float = 0.85, num_perm: int = 128, db: sqlite3.Connection | None = None
+        self,
+        near: bool = True,
+        threshold: float = 0.85,
+        num_perm: int = 128,
+        db: sqlite3.Connection | None = None,
+        memory_pairs: int = MEMORY_PAIRS,
     ) -> None:
         from datasketch import MinHash, MinHashLSH
         from datasketch.minhash import _fmix  # the scheme's pre-mix, as datasketch applies it
@@ -71,6 +93,7 @@ class Deduplicator:
         self.num_perm = num_perm
         self.db = db or sqlite3.connect(":memory:")
         self.db.executescript(TABLES)
+        self.band_index = BandIndex(self.db, memory_pairs)
         # datasketch picks the bands x rows that suit the threshold; favour recall (candidates are confirmed)
         lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
         self.bands, self.rows = lsh.b, lsh.r
@@ -79,10 +102,6 @@ class Deduplicator:
         self._crc_zero, self._crc_tables = _crc32_tables(self.K)
         self._band_multipliers = (
             np.random.default_rng(1).integers(1, 2**63, (self.bands, self.rows), dtype=np.uint64) | 1
-        )
-        self._lookup = (  # the candidates' signatures, oldest first: one indexed query per text
-            "SELECT rid, place, sig FROM dedup_sig WHERE seq IN "
-            f"(SELECT DISTINCT seq FROM dedup_band WHERE bucket IN ({','.join('?' * self.bands)})) ORDER BY seq"
         )
 
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
@@ -118,52 +137,95 @@ class Deduplicator:
             out[start : start + len(part)] = np.minimum.reduceat(permuted, offsets, axis=1).T
         return out
 
-    def _buckets(self, values: np.ndarray) -> list[int]:
-        """One LSH bucket per band: a 64-bit hash of its rows of the signature (a multiply-add hash with
-        multipliers of its own per band, so equal rows in two bands are two buckets). A collision only makes a
-        candidate, which the signatures then reject."""
-        bands = values[: self.bands * self.rows].reshape(self.bands, self.rows).astype(np.uint64)
-        return (bands * self._band_multipliers).sum(axis=1, dtype=np.uint64).view(np.int64).tolist()
+    def _buckets(self, signatures: np.ndarray) -> np.ndarray:
+        """LSH buckets, ``(texts, bands)`` int64: a 64-bit hash of each band's rows of the signature (a
+        multiply-add hash with multipliers of its own per band, so equal rows in two bands are two buckets). A
+        collision only makes a candidate, which the signatures then reject."""
+        bands = signatures[:, : self.bands * self.rows].reshape(len(signatures), self.bands, self.rows)
+        return (bands.astype(np.uint64) * self._band_multipliers).sum(axis=2, dtype=np.uint64).view(np.int64)
 
     def check(
-        self,
-        rid: str,
-        text: str,
-        where: str | None = None,
-        register: bool = True,
-        signature: np.ndarray | None = None,
+        self, rid: str, text: str, where: str | None = None, register: bool = True
     ) -> tuple[str, str, str] | None:
-        """The first match of ``text`` (exact, else the most similar near one, the earliest on a tie); registers
-        it when there is none and ``register``: ``register=False`` only looks. ``signature``: the text's row of
-        ``signatures`` when the caller computed them in bulk."""
-        place = where or rid
-        digest = hashlib.sha1(normalize(text).encode()).digest()
-        # registered first (one statement for a new text, the common case), withdrawn if it is a near duplicate
-        added = (
-            register
-            and self.db.execute("INSERT OR IGNORE INTO dedup_exact VALUES (?, ?, ?)", (digest, rid, place)).rowcount
-        )
-        if not added:
-            found = self.db.execute("SELECT rid, place FROM dedup_exact WHERE digest = ?", (digest,)).fetchone()
-            if found:
-                return "duplicate_text", found[0], f"same text as {found[1]} (ignoring case and spacing)"
+        """The first match of ``text`` (exact, else the most similar near one, the earliest registered on a tie)
+        as ``(reason, kept_id, detail)``; registers it when there is none and ``register`` (``register=False``
+        only looks)."""
+        return next(self.check_many([(rid, text, where)], register))
+
+    def register_all(self, entries: Iterable[tuple[str, str, str | None]]) -> int:
+        """``check_many`` for its side effect, every text that is no duplicate of an earlier one registered; returns
+        how many texts it was given."""
+        return sum(1 for _ in self.check_many(entries))
+
+    def check_many(
+        self, entries: Iterable[tuple[str, str, str | None]], register: bool = True, chunk: int = CHUNK
+    ) -> Iterator[tuple[str, str, str] | None]:
+        """``check`` of each ``(id, text, where)`` in order, each seeing the ones registered before it, ``chunk``
+        texts at a time: a few statements and numpy products per chunk instead of several statements per text."""
+        for part in batched(entries, chunk):
+            yield from self._check_chunk(part, register)
+
+    def _check_chunk(
+        self, entries: list[tuple[str, str, str | None]], register: bool
+    ) -> list[tuple[str, str, str] | None]:
+        texts = [text for _, text, _ in entries]
+        digests = [hashlib.sha1(normalize(text).encode()).digest() for text in texts]
+        exact = {digest: (rid, place) for digest, rid, place in self._select(_EXACT, set(digests))}
         if self.near:
-            values = self.signatures([text])[0] if signature is None else signature
-            buckets = self._buckets(values)
-            best: tuple[float, str, str] | None = None
-            for kept_rid, kept_place, sig in self.db.execute(self._lookup, buckets):
-                other = np.frombuffer(sig, dtype=values.dtype)
-                similarity = float(np.count_nonzero(other == values)) / self.num_perm  # MinHash Jaccard
-                if similarity >= self.threshold and (best is None or similarity > best[0]):
-                    best = (similarity, kept_rid, kept_place)
-            if best is not None:
-                if added:
-                    self.db.execute("DELETE FROM dedup_exact WHERE digest = ?", (digest,))
-                return "near_duplicate_text", best[1], f"~{best[0]:.2f} similar to {best[2]}"
+            signatures = self.signatures(texts)
+            buckets = self._buckets(signatures)
+            seqs: dict[int, list[int]] = {}  # bucket -> the texts registered in it
+            for bucket, seq in self.band_index.find(set(buckets.ravel().tolist())):
+                seqs.setdefault(bucket, []).append(seq)
+            kept: dict[int, tuple[str, str, np.ndarray]] = {  # seq -> id, place, signature
+                seq: (rid, place, np.frombuffer(sig, dtype=np.uint32))
+                for seq, rid, place, sig in self._select(_SIGNATURES, {seq for found in seqs.values() for seq in found})
+            }
+            next_seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM dedup_sig").fetchone()[0]
+        found: list[tuple[str, str, str] | None] = []
+        new_exact, new_sigs, registered = [], [], []
+        for i, (rid, _, where) in enumerate(entries):
+            place = where or rid
+            match = exact.get(digests[i])
+            if match is not None:
+                found.append(("duplicate_text", match[0], f"same text as {match[1]} (ignoring case and spacing)"))
+                continue
+            if self.near:
+                row = buckets[i].tolist()
+                candidates = sorted({seq for bucket in row for seq in seqs.get(bucket, ())})
+                if candidates:  # the most similar, the earliest registered on a tie (argmax takes the first)
+                    same = np.count_nonzero(np.stack([kept[seq][2] for seq in candidates]) == signatures[i], axis=1)
+                    best = int(np.argmax(same))
+                    similarity = float(same[best]) / self.num_perm  # MinHash Jaccard
+                    if similarity >= self.threshold:
+                        kept_rid, kept_place, _ = kept[candidates[best]]
+                        found.append(("near_duplicate_text", kept_rid, f"~{similarity:.2f} similar to {kept_place}"))
+                        continue
+            found.append(None)
             if not register:
-                return None
-            seq = self.db.execute(
-                "INSERT INTO dedup_sig (rid, place, sig) VALUES (?, ?, ?)", (rid, place, values.tobytes())
-            ).lastrowid
-            self.db.executemany("INSERT OR IGNORE INTO dedup_band VALUES (?, ?)", [(bucket, seq) for bucket in buckets])
-        return None
+                continue
+            exact[digests[i]] = (rid, place)
+            new_exact.append((digests[i], rid, place))
+            if self.near:
+                kept[next_seq] = (rid, place, signatures[i])
+                new_sigs.append((next_seq, rid, place, signatures[i].tobytes()))
+                for bucket in row:
+                    seqs.setdefault(bucket, []).append(next_seq)
+                registered.append(i)
+                next_seq += 1
+        self.db.executemany("INSERT INTO dedup_exact VALUES (?, ?, ?)", new_exact)
+        self.db.executemany("INSERT INTO dedup_sig VALUES (?, ?, ?, ?)", new_sigs)
+        if registered:
+            first_seq = new_sigs[0][0]
+            seq_of = np.repeat(np.arange(first_seq, first_seq + len(registered), dtype=np.int64), self.bands)
+            self.band_index.add(buckets[registered].ravel(), seq_of)
+        return found
+
+    def _select(self, query: str, keys: set) -> list[tuple]:
+        """The rows of ``query`` (its ``IN ({})`` filled) for these keys, a statement per 999 of them (SQLite's
+        smallest limit on parameters)."""
+        keys_list, rows = list(keys), []
+        for start in range(0, len(keys_list), 999):
+            part = keys_list[start : start + 999]
+            rows += self.db.execute(query.format(",".join("?" * len(part))), part).fetchall()
+        return rows
