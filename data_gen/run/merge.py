@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import re
 import shlex
 import shutil
 import sys
@@ -103,28 +104,42 @@ def load_shards(paths: list[Path]) -> list[ShardOutput]:
     return sorted(shards, key=lambda shard: shard.number[0])
 
 
+# what write.py puts first on each line: {"id": ..., "split": ..., "row": N, ...} and {"id": ..., "row": N, ...};
+# read from the head of the line without parsing the rest (a line that does not start so is parsed whole)
+_ID = r'^\{"id": (?:"(?:[^"\\]|\\.)*"|null), '
+_EXAMPLE_HEAD = re.compile(_ID + r'"split": "(\w+)", "row": (\d+)[,}]')
+_REJECT_HEAD = re.compile(_ID + r'"row": (\d+)[,}]')
+
+
 def _jsonl(path: Path) -> Iterator[str]:
     if path.exists():
         with path.open(encoding="utf-8") as handle:
             yield from handle
 
 
-def _examples(shard: ShardOutput) -> Iterator[tuple[int, str, str, dict[str, str]]]:
-    """(row, examples.jsonl line, split, {format: training-file line}) of each accepted example, in row order: the
+def _examples(shard: ShardOutput) -> Iterator[tuple[int, str, str, list[tuple[str, str]]]]:
+    """(row, examples.jsonl line, split, [(format, training-file line)]) of each accepted example, in row order: the
     i-th example of a split is the i-th line of each of that split's training files (``write.py`` writes both)."""
+    formats = shard.formats()
     files: dict[str, Iterator[str]] = {}
     for line in _jsonl(shard.path / "examples.jsonl"):
-        example = json.loads(line)
-        split = example["split"]
-        records = {}
-        for fmt in shard.formats():
+        head = _EXAMPLE_HEAD.match(line)
+        if head:
+            split, row = head.group(1), int(head.group(2))
+        else:
+            example = json.loads(line)
+            split, row = example["split"], example["row"]
+        records = []
+        for fmt in formats:
             name = f"{fmt}_{split}.jsonl"
-            record = next(files.setdefault(name, _jsonl(shard.path / name)), None)
+            if name not in files:
+                files[name] = _jsonl(shard.path / name)
+            record = next(files[name], None)
             if record is None:
                 raise ConfigError(f"{shard.path / name} has fewer records than examples.jsonl has {split} examples "
                                   "(a file edited or cut short?): rerun that shard's command")  # fmt: skip
-            records[fmt] = record
-        yield example["row"], line, split, records
+            records.append((fmt, record))
+        yield row, line, split, records
     for name, rest in files.items():
         if next(rest, None) is not None:
             raise ConfigError(f"{shard.path / name} has more records than examples.jsonl: rerun that shard's command")
@@ -132,7 +147,8 @@ def _examples(shard: ShardOutput) -> Iterator[tuple[int, str, str, dict[str, str
 
 def _rejects(shard: ShardOutput) -> Iterator[tuple[int, str]]:
     for line in _jsonl(shard.path / "rejects.jsonl"):
-        yield json.loads(line)["row"], line
+        head = _REJECT_HEAD.match(line)
+        yield (int(head.group(1)) if head else json.loads(line)["row"]), line
 
 
 def merge(paths: list[Path], out: Path, overwrite: bool = False, argv: list[str] | None = None) -> dict[str, Any]:
@@ -154,7 +170,7 @@ def merge(paths: list[Path], out: Path, overwrite: bool = False, argv: list[str]
             examples = files.open("examples.jsonl")
             for _, line, split, records in heapq.merge(*(_examples(s) for s in shards), key=lambda item: item[0]):
                 examples.write(line)
-                for fmt, record in records.items():
+                for fmt, record in records:
                     writer.copy(fmt, split, record)
             rejects = files.open("rejects.jsonl")
             for _, line in heapq.merge(*(_rejects(s) for s in shards), key=lambda item: item[0]):
