@@ -179,3 +179,22 @@ def test_a_budget_given_to_sharded_runs_holds_for_the_whole_job(distill, tmp_pat
         workers = distill(*job(path, *teacher, "--workers", "2"), out=tmp_path / "both")
     assert workers.code == 4 and "stopped by its share of the budget" in workers.err
     assert sum(paid(d) for d in (tmp_path / "both" / "shards").iterdir() if d.is_dir()) <= cap
+
+
+def test_merge_reads_row_and_split_from_the_line_head() -> None:
+    """The merge takes the row and split from the start of each line as write.py writes it (ids with quotes,
+    backslashes, non-ASCII or none at all), and parses any other line whole: the same answer either way."""
+    import json
+
+    from data_gen.run.merge import example_head, reject_row
+    from data_gen.writers.atomic import jsonl_line
+
+    ids = ["r1", 'a "quoted", "split": "x", "row": 9, id', "back\\slash\\", "Ünï\u2028code", ""]
+    for i, rid in enumerate(ids, 1):
+        example = jsonl_line({"id": rid, "split": "validation", "row": i * 1000, "text": '", "row": 5'}) + "\n"
+        assert example_head(example) == (i * 1000, "validation")
+        reject = jsonl_line({"id": rid, "row": i, "reason": "no_json", "detail": "d"}) + "\n"
+        assert reject_row(reject) == i
+    assert reject_row(jsonl_line({"id": None, "row": 7, "reason": "empty_text"})) == 7
+    reordered = json.dumps({"split": "test", "id": "r2", "row": 12})  # not write.py's order: parsed whole
+    assert example_head(reordered) == (12, "test") and reject_row(json.dumps({"row": 3, "id": "q"})) == 3

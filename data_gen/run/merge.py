@@ -123,12 +123,7 @@ def _examples(shard: ShardOutput) -> Iterator[tuple[int, str, str, list[tuple[st
     formats = shard.formats()
     files: dict[str, Iterator[str]] = {}
     for line in _jsonl(shard.path / "examples.jsonl"):
-        head = _EXAMPLE_HEAD.match(line)
-        if head:
-            split, row = head.group(1), int(head.group(2))
-        else:
-            example = json.loads(line)
-            split, row = example["split"], example["row"]
+        row, split = example_head(line)
         records = []
         for fmt in formats:
             name = f"{fmt}_{split}.jsonl"
@@ -147,8 +142,22 @@ def _examples(shard: ShardOutput) -> Iterator[tuple[int, str, str, list[tuple[st
 
 def _rejects(shard: ShardOutput) -> Iterator[tuple[int, str]]:
     for line in _jsonl(shard.path / "rejects.jsonl"):
-        head = _REJECT_HEAD.match(line)
-        yield (int(head.group(1)) if head else json.loads(line)["row"]), line
+        yield reject_row(line), line
+
+
+def example_head(line: str) -> tuple[int, str]:
+    """The row and split of an examples.jsonl line."""
+    head = _EXAMPLE_HEAD.match(line)
+    if head:
+        return int(head.group(2)), head.group(1)
+    example = json.loads(line)
+    return example["row"], example["split"]
+
+
+def reject_row(line: str) -> int:
+    """The row of a rejects.jsonl line."""
+    head = _REJECT_HEAD.match(line)
+    return int(head.group(1)) if head else json.loads(line)["row"]
 
 
 def merge(paths: list[Path], out: Path, overwrite: bool = False, argv: list[str] | None = None) -> dict[str, Any]:
