@@ -9,7 +9,7 @@ moved, SQLite by its primary key. The pairs found are the same wherever they are
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 import numpy as np
 
@@ -52,10 +52,7 @@ class BandIndex:
             for i in np.flatnonzero(stop > start).tolist():
                 found += ((int(wanted[i]), int(seq)) for seq in values[start[i] : stop[i]])
         if self.on_disk:
-            keys_list = wanted.tolist()
-            for first in range(0, len(keys_list), 999):  # SQLite's smallest limit on parameters
-                part = keys_list[first : first + 999]
-                found += self.db.execute(_FIND.format(",".join("?" * len(part))), part).fetchall()
+            found += select_in(self.db, _FIND, wanted.tolist())
         return found
 
     def _move_to_disk(self) -> None:
@@ -63,3 +60,13 @@ class BandIndex:
             pairs = zip(keys.tolist(), values.tolist(), strict=True)
             self.db.executemany("INSERT OR IGNORE INTO dedup_band VALUES (?, ?)", pairs)
         self.runs, self.in_memory, self.on_disk = [], 0, True
+
+
+def select_in(db: sqlite3.Connection, query: str, keys: Iterable) -> list[tuple]:
+    """The rows of ``query`` (its ``IN ({})`` filled) for these keys, a statement per 999 of them (SQLite's
+    smallest limit on parameters)."""
+    keys_list, rows = list(keys), []
+    for start in range(0, len(keys_list), 999):
+        part = keys_list[start : start + 999]
+        rows += db.execute(query.format(",".join("?" * len(part))), part).fetchall()
+    return rows

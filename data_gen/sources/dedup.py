@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from data_gen.sources.bands import MEMORY_PAIRS, BandIndex
+from data_gen.sources.bands import MEMORY_PAIRS, BandIndex, select_in
 
 _PUNCT = re.compile(r"[^\w\s]")
 CHUNK = 512  # texts checked together: their signatures in one product, the index in a few statements
@@ -170,7 +170,7 @@ class Deduplicator:
     ) -> list[tuple[str, str, str] | None]:
         texts = [text for _, text, _ in entries]
         digests = [hashlib.sha1(normalize(text).encode()).digest() for text in texts]
-        exact = {digest: (rid, place) for digest, rid, place in self._select(_EXACT, set(digests))}
+        exact = {digest: (rid, place) for digest, rid, place in select_in(self.db, _EXACT, set(digests))}
         if self.near:
             signatures = self.signatures(texts)
             buckets = self._buckets(signatures)
@@ -179,7 +179,9 @@ class Deduplicator:
                 seqs.setdefault(bucket, []).append(seq)
             kept: dict[int, tuple[str, str, np.ndarray]] = {  # seq -> id, place, signature
                 seq: (rid, place, np.frombuffer(sig, dtype=np.uint32))
-                for seq, rid, place, sig in self._select(_SIGNATURES, {seq for found in seqs.values() for seq in found})
+                for seq, rid, place, sig in select_in(
+                    self.db, _SIGNATURES, {seq for found in seqs.values() for seq in found}
+                )
             }
             next_seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM dedup_sig").fetchone()[0]
         found: list[tuple[str, str, str] | None] = []
@@ -220,12 +222,3 @@ class Deduplicator:
             seq_of = np.repeat(np.arange(first_seq, first_seq + len(registered), dtype=np.int64), self.bands)
             self.band_index.add(buckets[registered].ravel(), seq_of)
         return found
-
-    def _select(self, query: str, keys: set) -> list[tuple]:
-        """The rows of ``query`` (its ``IN ({})`` filled) for these keys, a statement per 999 of them (SQLite's
-        smallest limit on parameters)."""
-        keys_list, rows = list(keys), []
-        for start in range(0, len(keys_list), 999):
-            part = keys_list[start : start + 999]
-            rows += self.db.execute(query.format(",".join("?" * len(part))), part).fetchall()
-        return rows
