@@ -11,7 +11,11 @@ CPU-bound in one process, and the cost of `python -m data_gen.merge`.
 - kd: KD scoring through the stand-in vLLM server of `benchmarks.kd_scoring` (500 ms per answer, C = 64 per
   process, client-bound at about 30 replies/s a core), one process against `--workers 2`.
 - merge: `python -m data_gen.merge` of the two shards of the rules run into a fresh folder, per million rows.
-Runs alternate (1, 2, 1, 2, ...) and the median of --repeats is reported.
+- ceiling: each shard's rows written to a file of their own and run as two independent one-process jobs side by
+  side (no duplicate pass over the other shard's rows, no merge): what 2 processes give on this machine at this
+  time, measured between the other runs, since two busy processes here slow each other by a varying amount.
+  ``efficiency`` is the speedup over that ceiling.
+Runs alternate (1, 2, ceiling, 1, 2, ...) and the median of --repeats is reported.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.distill_throughput import run_client, write_rows
+from data_gen.sources.splits import shard_of
 from eval.backends import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,27 +49,63 @@ def distill(args: list[str], out: Path, workers: int) -> tuple[float, dict[str, 
     return wall, json.loads((out / "manifest.json").read_text())
 
 
+def split_by_shard(path: Path, shards: int) -> list[Path]:
+    """The rows of a JSON Lines file (with an ``id``) that each ``--shard K/N`` takes, a file per shard."""
+    parts = [path.with_name(f"{path.stem}-{k}-of-{shards}.jsonl") for k in range(1, shards + 1)]
+    handles = [part.open("w", encoding="utf-8") for part in parts]
+    with path.open(encoding="utf-8") as rows:
+        for line in rows:
+            handles[shard_of(json.loads(line)["id"], shards) - 1].write(line)
+    for handle in handles:
+        handle.close()
+    return parts
+
+
+def side_by_side(args: list[str], parts: list[Path], work: Path) -> float:
+    """Wall seconds of one one-process job per part (``--input`` replaced), all started at once."""
+    at = args.index("--input") + 1
+    start = time.perf_counter()
+    jobs = []
+    for k, part in enumerate(parts, 1):
+        out = work / f"ceiling-{k}"
+        shutil.rmtree(out, ignore_errors=True)
+        command = [sys.executable, "-m", "data_gen.distill", *args[:at], str(part), *args[at + 1 :], "--no-progress",
+                   "--out", str(out)]  # fmt: skip
+        jobs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    for job in jobs:
+        _, error = job.communicate()
+        if job.returncode != 0:
+            raise SystemExit(f"ceiling job failed ({job.returncode}): {error[-2000:]}")
+    return time.perf_counter() - start
+
+
 def compare(args: list[str], work: Path, rows: int, repeats: int) -> dict[str, Any]:
-    """One process and two workers, alternating; the median wall of each and their ratio."""
-    walls: dict[int, list[float]] = {1: [], 2: []}
+    """One process, two workers and the ceiling (the shards as independent jobs), alternating; the median wall of
+    each, the speedup and how much of the ceiling it is."""
+    walls: dict[str, list[float]] = {"1": [], "2": [], "ceiling": []}
+    parts = split_by_shard(Path(args[args.index("--input") + 1]), 2)
     shard_timings = None
     for _ in range(repeats):
         for workers in (1, 2):
             wall, manifest = distill(args, work / f"out-{workers}", workers)
-            walls[workers].append(wall)
+            walls[str(workers)].append(wall)
             if workers == 2:
                 shard = work / "out-2" / "shards" / "1-of-2" / "manifest.json"
                 shard_timings = json.loads(shard.read_text())["timings"]
             assert manifest["counts"]["input"] == rows, manifest["counts"]
-    one, two = (statistics.median(walls[w]) for w in (1, 2))
+        walls["ceiling"].append(side_by_side(args, parts, work))
+    one, two, ceiling = (statistics.median(walls[w]) for w in ("1", "2", "ceiling"))
     return {
         "rows": rows,
         "one_process_s": round(one, 2),
         "two_workers_s": round(two, 2),
+        "ceiling_s": round(ceiling, 2),
         "one_process_rows_per_s": round(rows / one, 1),
         "two_workers_rows_per_s": round(rows / two, 1),
         "speedup": round(one / two, 3),
-        "walls": {str(w): [round(x, 2) for x in v] for w, v in walls.items()},
+        "ceiling_speedup": round(one / ceiling, 3),
+        "efficiency": round(ceiling / two, 3),
+        "walls": {w: [round(x, 2) for x in v] for w, v in walls.items()},
         "shard_1_timings": shard_timings,
     }
 
