@@ -40,9 +40,14 @@ from eval.backends import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def distill(args: list[str], out: Path, workers: int) -> tuple[float, dict[str, Any]]:
+def distill_command(args: list[str], out: Path) -> list[str]:
+    """The `python -m data_gen.distill` command line for ``args`` into a fresh ``out``."""
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "data_gen.distill", *args, "--no-progress", "--out", str(out)]
+    return [sys.executable, "-m", "data_gen.distill", *args, "--no-progress", "--out", str(out)]
+
+
+def distill(args: list[str], out: Path, workers: int) -> tuple[float, dict[str, Any]]:
+    command = distill_command(args, out)
     if workers > 1:
         command += ["--workers", str(workers)]
     _, wall, _ = run_client(command, dict(os.environ))
@@ -61,17 +66,11 @@ def split_by_shard(path: Path, shards: int) -> list[Path]:
     return parts
 
 
-def side_by_side(args: list[str], parts: list[Path], work: Path) -> float:
-    """Wall seconds of one one-process job per part (``--input`` replaced), all started at once."""
-    at = args.index("--input") + 1
+def side_by_side(jobs_args: list[list[str]], work: Path) -> float:
+    """Wall seconds of one one-process job per argument list, all started at once."""
     start = time.perf_counter()
-    jobs = []
-    for k, part in enumerate(parts, 1):
-        out = work / f"ceiling-{k}"
-        shutil.rmtree(out, ignore_errors=True)
-        command = [sys.executable, "-m", "data_gen.distill", *args[:at], str(part), *args[at + 1 :], "--no-progress",
-                   "--out", str(out)]  # fmt: skip
-        jobs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    jobs = [subprocess.Popen(distill_command(args, work / f"ceiling-{k}"), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True) for k, args in enumerate(jobs_args, 1)]  # fmt: skip
     for job in jobs:
         _, error = job.communicate()
         if job.returncode != 0:
@@ -83,7 +82,8 @@ def compare(args: list[str], work: Path, rows: int, repeats: int) -> dict[str, A
     """One process, two workers and the ceiling (the shards as independent jobs), alternating; the median wall of
     each, the speedup and how much of the ceiling it is."""
     walls: dict[str, list[float]] = {"1": [], "2": [], "ceiling": []}
-    parts = split_by_shard(Path(args[args.index("--input") + 1]), 2)
+    at = args.index("--input") + 1  # the ceiling's jobs: the same arguments, a shard's rows as the input
+    ceiling_jobs = [[*args[:at], str(part), *args[at + 1 :]] for part in split_by_shard(Path(args[at]), 2)]
     shard_timings = None
     for _ in range(repeats):
         for workers in (1, 2):
@@ -93,7 +93,7 @@ def compare(args: list[str], work: Path, rows: int, repeats: int) -> dict[str, A
                 shard = work / "out-2" / "shards" / "1-of-2" / "manifest.json"
                 shard_timings = json.loads(shard.read_text())["timings"]
             assert manifest["counts"]["input"] == rows, manifest["counts"]
-        walls["ceiling"].append(side_by_side(args, parts, work))
+        walls["ceiling"].append(side_by_side(ceiling_jobs, work))
     one, two, ceiling = (statistics.median(walls[w]) for w in ("1", "2", "ceiling"))
     return {
         "rows": rows,
